@@ -1,11 +1,11 @@
-"""Pytree reductions that accumulate in float32 (or float64 when x64 is on), whatever the leaf dtype."""
+"""Pytree reductions accumulated in float32 (float64 when x64 is on), whatever the leaf dtype."""
 
 import jax
 import jax.numpy as jnp
 
 
 def accumulation_dtype(x) -> jnp.dtype:
-    """float64 for float64 leaves, else float32: the dtype norms and inner products are summed in."""
+    """float64 for float64 leaves, else float32: the dtype that norms and inner products use."""
     return jnp.promote_types(jnp.result_type(x), jnp.float32)
 
 

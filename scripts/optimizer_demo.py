@@ -59,8 +59,8 @@ def init_params(key, hidden: int):
 
 def logits_fn(params, x):
     for layer in params[:-1]:
-        x = jnp.tanh(x @ layer["w"] + layer["b"])
-    return x @ params[-1]["w"] + params[-1]["b"]
+        x = jnp.tanh(x @ layer["w"] + layer["b"][None, :])
+    return x @ params[-1]["w"] + params[-1]["b"][None, :]
 
 
 def loss_fn(params, x, y):
@@ -79,7 +79,7 @@ def train(tx, params, data, *, steps: int, batch_size: int, key):
 
     batches = jax.random.randint(key, (steps, batch_size), 0, x.shape[0])
     run = jax.jit(lambda p: jax.lax.scan(step, (p, tx.init(p)), batches)[0][0])
-    run.lower(params).compile()
+    run = run.lower(params).compile()
     start = time.perf_counter()
     params = jax.block_until_ready(run(params))
     return params, (time.perf_counter() - start) / steps

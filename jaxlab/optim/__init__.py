@@ -9,6 +9,23 @@ from jaxlab.optim.averaging import (
     lawa_init,
     lawa_push,
 )
+from jaxlab.optim.gradient_projection import BloopState, bloop, scale_by_perp_grad
+from jaxlab.optim.induced_metric import (
+    InducedMetricState,
+    induced_metric_sgd,
+    scale_by_induced_metric,
+)
+from jaxlab.optim.momentum_models import MomoAdamState, MomoState, momo, momo_adam
+from jaxlab.optim.momentum_variants import (
+    DotMomentumState,
+    GravityState,
+    dot_momentum,
+    dot_sgd,
+    grams,
+    gravity,
+    scale_by_grams,
+    scale_by_gravity,
+)
 from jaxlab.optim.schedules import (
     adamw_ema_timescale,
     adamw_update_weights,
@@ -20,16 +37,34 @@ from jaxlab.optim.weight_decay import WEIGHT_DECAY_MODES, adamw, sgdw, with_weig
 
 __all__ = [
     "WEIGHT_DECAY_MODES",
+    "BloopState",
+    "DotMomentumState",
     "EmaParamsState",
+    "GravityState",
+    "InducedMetricState",
     "LawaState",
+    "MomoAdamState",
+    "MomoState",
     "adamw",
     "adamw_ema_timescale",
     "adamw_update_weights",
+    "bloop",
+    "dot_momentum",
+    "dot_sgd",
     "ema_params_init",
     "ema_params_update",
+    "grams",
+    "gravity",
+    "induced_metric_sgd",
     "lawa_average",
     "lawa_init",
     "lawa_push",
+    "momo",
+    "momo_adam",
+    "scale_by_grams",
+    "scale_by_gravity",
+    "scale_by_induced_metric",
+    "scale_by_perp_grad",
     "sgdw",
     "warmup_cosine_to_fraction",
     "warmup_linear_decay_to_zero",

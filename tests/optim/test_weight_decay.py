@@ -1,4 +1,4 @@
-"""Weight-decay modes against NumPy loops of their formulas, and against optax where optax agrees."""
+"""Weight-decay modes against NumPy loops of their formulas, and against optax where it agrees."""
 
 import jax
 import jax.numpy as jnp
