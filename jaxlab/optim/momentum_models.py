@@ -27,24 +27,17 @@ stay identical and equal the single-device step on the union of the per-device b
 """
 
 import functools
-from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 from jax import lax
 
 from jaxlab._tree import accumulation_dtype, tree_vdot
+from jaxlab.optim._checks import check_non_negative, check_positive, check_unit_interval
 
 WeightDecayMask = Any  # pytree (or prefix) of bools, or a callable params -> such a pytree
-
-
-def _check(name: str, value, ok: Callable[[float], bool], requirement: str) -> None:
-    """Raises for a bad Python/NumPy number; arrays (inject_hyperparams) are not checked."""
-    if isinstance(value, int | float | np.number) and not ok(value):
-        raise ValueError(f"`{name}` must be {requirement}, got {name}={value!r}")
 
 
 def _require(name: str, params, value) -> None:
@@ -215,9 +208,9 @@ def momo(
       With bf16 parameters the averages d are stored in bf16, but f̄, γ, lb, τ and every inner
       product are float32, since ``f̄ − γ + ⟨d, x⟩`` cancels heavily.
     """
-    _check("learning_rate", learning_rate, lambda v: v > 0, "> 0")
-    _check("beta", beta, lambda v: 0 <= v < 1, "in [0, 1)")
-    _check("weight_decay", weight_decay, lambda v: v >= 0, ">= 0")
+    check_positive("learning_rate", learning_rate)
+    check_unit_interval("beta", beta)
+    check_non_negative("weight_decay", weight_decay)
     model_step = functools.partial(
         _model_step,
         weight_decay=weight_decay,
@@ -356,11 +349,11 @@ def momo_adam(
       With bf16 parameters d and v are stored in bf16; f̄, γ, lb, τ and every inner product are
       float32.
     """
-    _check("learning_rate", learning_rate, lambda v: v > 0, "> 0")
-    _check("b1", b1, lambda v: 0 <= v < 1, "in [0, 1)")
-    _check("b2", b2, lambda v: 0 <= v < 1, "in [0, 1)")
-    _check("eps", eps, lambda v: v > 0, "> 0")
-    _check("weight_decay", weight_decay, lambda v: v >= 0, ">= 0")
+    check_positive("learning_rate", learning_rate)
+    check_unit_interval("b1", b1)
+    check_unit_interval("b2", b2)
+    check_positive("eps", eps)
+    check_non_negative("weight_decay", weight_decay)
     model_step = functools.partial(
         _model_step,
         weight_decay=weight_decay,
