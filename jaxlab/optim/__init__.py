@@ -26,6 +26,7 @@ from jaxlab.optim.momentum_variants import (
     scale_by_grams,
     scale_by_gravity,
 )
+from jaxlab.optim.sam_gradient import sam_value_and_grad
 from jaxlab.optim.schedules import (
     adamw_ema_timescale,
     adamw_update_weights,
@@ -33,9 +34,19 @@ from jaxlab.optim.schedules import (
     warmup_linear_decay_to_zero,
     warmup_stable_decay,
 )
+from jaxlab.optim.sharpness_aware import SAMDiagnostics, SAMState, gsam_rho_schedule, sam
+from jaxlab.optim.trajectory_loss import (
+    SafMemory,
+    mesa_loss,
+    saf_loss,
+    saf_memory_init,
+    saf_memory_update,
+)
 from jaxlab.optim.weight_decay import WEIGHT_DECAY_MODES, adamw, sgdw, with_weight_decay
+from jaxlab.optim.weight_perturbation import AMP_BALLS, amp_value_and_grad, awp_value_and_grad
 
 __all__ = [
+    "AMP_BALLS",
     "WEIGHT_DECAY_MODES",
     "BloopState",
     "DotMomentumState",
@@ -45,9 +56,14 @@ __all__ = [
     "LawaState",
     "MomoAdamState",
     "MomoState",
+    "SAMDiagnostics",
+    "SAMState",
+    "SafMemory",
     "adamw",
     "adamw_ema_timescale",
     "adamw_update_weights",
+    "amp_value_and_grad",
+    "awp_value_and_grad",
     "bloop",
     "dot_momentum",
     "dot_sgd",
@@ -55,12 +71,19 @@ __all__ = [
     "ema_params_update",
     "grams",
     "gravity",
+    "gsam_rho_schedule",
     "induced_metric_sgd",
     "lawa_average",
     "lawa_init",
     "lawa_push",
+    "mesa_loss",
     "momo",
     "momo_adam",
+    "saf_loss",
+    "saf_memory_init",
+    "saf_memory_update",
+    "sam",
+    "sam_value_and_grad",
     "scale_by_grams",
     "scale_by_gravity",
     "scale_by_induced_metric",

@@ -40,6 +40,28 @@ def half_grads(name):
     return extra
 
 
+def sam_extra(params, grads, loss):
+    """SAM's extra args: the loss function of the current batch and the clean loss."""
+    del grads
+    return {"loss_fn": rosenbrock if "xy" in params else quadratic_loss, "value": loss}
+
+
+def sam_sgd(learning_rate, rho=0.01, perturbation="sam", combination="sam", alpha=None, k=5):
+    """SAM around momentum SGD (explicit keywords: ``inject_hyperparams`` needs them)."""
+    return optim.sam(
+        optax.sgd(learning_rate, momentum=0.9),
+        rho,
+        perturbation=perturbation,
+        combination=combination,
+        alpha=alpha,
+        k=k,
+    )
+
+
+def sam_momo(learning_rate=1.0, rho=0.01):
+    return optim.sam(optim.momo(learning_rate), rho)
+
+
 def perp_grad_sgd(learning_rate, eps=1e-30):
     """⊥Grad before momentum SGD, as the paper uses it."""
     return optax.chain(optim.scale_by_perp_grad(eps=eps), optax.sgd(learning_rate, momentum=0.9))
@@ -133,6 +155,65 @@ SPECS = [
         extra=loss_value,
         quadratic={},
         rosenbrock={"learning_rate": 0.02},
+    ),
+    Spec(
+        "sam",
+        sam_sgd,
+        {"learning_rate": 0.01, "rho": 0.01},
+        extra=sam_extra,
+        bad=(({"rho": -0.1}, "rho"), ({"perturbation": "bogus"}, "perturbation")),
+        quadratic={},
+        rosenbrock={"learning_rate": 1e-3, "rho": 1e-3},
+    ),
+    Spec(
+        "asam",
+        sam_sgd,
+        {"learning_rate": 0.01, "rho": 0.01, "perturbation": "asam"},
+        extra=sam_extra,
+        quadratic={},
+        rosenbrock={"learning_rate": 1e-3, "rho": 1e-3},
+    ),
+    Spec(
+        "fsam",
+        sam_sgd,
+        {"learning_rate": 0.01, "rho": 0.01, "perturbation": "fsam"},
+        extra=sam_extra,
+        quadratic={},
+        rosenbrock={"learning_rate": 1e-3, "rho": 1e-3},
+    ),
+    Spec(
+        "layerwise_sam",
+        sam_sgd,
+        {"learning_rate": 0.01, "rho": 0.01, "perturbation": "layerwise"},
+        extra=sam_extra,
+        quadratic={},
+        rosenbrock={"learning_rate": 1e-3, "rho": 1e-3},
+    ),
+    Spec(
+        "gsam",
+        sam_sgd,
+        {"learning_rate": 0.01, "rho": 0.01, "combination": "gsam", "alpha": 0.1},
+        extra=sam_extra,
+        bad=(({"alpha": -0.1}, "alpha"),),
+        quadratic={},
+        rosenbrock={"learning_rate": 1e-3, "rho": 1e-3},
+    ),
+    Spec(
+        "looksam",
+        sam_sgd,
+        {"learning_rate": 0.01, "rho": 0.01, "combination": "looksam", "k": 3, "alpha": 0.3},
+        extra=sam_extra,
+        bad=(({"k": 0}, "k"),),
+        quadratic={},
+        rosenbrock={"learning_rate": 1e-3, "rho": 1e-4, "alpha": 0.1, "k": 2},
+    ),
+    Spec(
+        "sam_momo",
+        sam_momo,
+        {"learning_rate": 1.0, "rho": 0.01},
+        extra=sam_extra,
+        quadratic={},
+        rosenbrock={"learning_rate": 0.5, "rho": 1e-4},
     ),
     Spec(
         "perp_grad_sgd",
