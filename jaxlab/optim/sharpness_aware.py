@@ -169,6 +169,7 @@ def sam(
     sync_perturbation: bool = False,
     has_aux: bool = False,
     inner_value: str = "perturbed",
+    diagnostics: bool = True,
     eps: float = 1e-12,
 ) -> optax.GradientTransformationExtraArgs:
     r"""Sharpness-aware minimization around ``inner``: SAM, ASAM, F-SAM, GSAM, LookSAM.
@@ -220,6 +221,9 @@ def sam(
         of the SAM objective whose gradient ``inner`` receives (what MoMo's model of the loss
         needs); on LookSAM's off-period steps it is L(w) + the last sharpness. ``"clean"`` is
         L(w).
+      diagnostics: Compute ``grad_norm``, ``cosine`` and ``perturbation_norm`` (three extra
+        passes over the parameters, ~25 % of a SAM step for a small MLP on CPU); if False
+        they are 0 and only the losses, sharpness and ρ are recorded.
       eps: Added to the norms in the normalisations.
 
     Returns:
@@ -316,7 +320,8 @@ def sam(
             return out[0] if has_aux else out
 
         clean = loss_of(params) if value is None else value
-        clean, g_norm = pmean((jnp.asarray(clean, dtype), tree_norm(g).astype(dtype)))
+        g_norm = tree_norm(g) if diagnostics else 0.0
+        clean, g_norm = pmean((jnp.asarray(clean, dtype), jnp.asarray(g_norm, dtype)))
         g_mean = pmean(g) if axis_name is not None and (sync_perturbation or fsam or looksam) else g
         ascent = g_mean if sync_perturbation else g
         grad_ema = state.grad_ema
@@ -335,10 +340,12 @@ def sam(
                 eps=eps,
             )
             loss_p, g_p = jax.value_and_grad(loss_of)(_add(params, e))
-            cos = _safe_div(tree_vdot(g, g_p), tree_norm(g) * tree_norm(g_p))
-            loss_p, cos, e_norm = pmean(
-                tuple(jnp.asarray(x, dtype) for x in (loss_p, cos, tree_norm(e)))
-            )
+            if diagnostics:
+                cos = _safe_div(tree_vdot(g, g_p), tree_norm(g) * tree_norm(g_p))
+                e_norm = tree_norm(e)
+            else:
+                cos = e_norm = 0.0
+            loss_p, cos, e_norm = pmean(tuple(jnp.asarray(x, dtype) for x in (loss_p, cos, e_norm)))
             diag = SAMDiagnostics(clean, loss_p, loss_p - clean, g_norm, cos, rho_t, e_norm)
             return g_p, diag
 

@@ -407,6 +407,13 @@ def test_diagnostics_closed_form():
     np.testing.assert_allclose(d.perturbation_norm, 0.2, rtol=1e-6)
     np.testing.assert_allclose(d.rho, 0.2, rtol=1e-7)
 
+    # diagnostics=False: the same step and losses, without the three extra reductions.
+    quiet = sam(optax.sgd(0.1), 0.2, diagnostics=False)
+    u_quiet, s_quiet = quiet.update(g, quiet.init(w), w, loss_fn=loss)
+    np.testing.assert_array_equal(u_quiet, tx.update(g, tx.init(w), w, loss_fn=loss)[0])
+    np.testing.assert_allclose(s_quiet.diagnostics.sharpness, d.sharpness, rtol=1e-7)
+    assert s_quiet.diagnostics.cosine == 0 and s_quiet.diagnostics.grad_norm == 0
+
 
 def test_looksam_skips_the_second_gradient_off_period():
     calls = []
