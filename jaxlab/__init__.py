@@ -1,5 +1,5 @@
 """jaxlab: JAX toolkit for optimization and loss-landscape research."""
 
-from jaxlab import optim
+from jaxlab import curvature, optim
 
-__all__ = ["optim"]
+__all__ = ["curvature", "optim"]
