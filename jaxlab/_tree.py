@@ -1,5 +1,7 @@
 """Pytree reductions accumulated in float32 (float64 when x64 is on), whatever the leaf dtype."""
 
+import functools
+
 import jax
 import jax.numpy as jnp
 
@@ -26,3 +28,28 @@ def tree_sq_norm(a) -> jax.Array:
 def tree_norm(a) -> jax.Array:
     """‖a‖₂ over all leaves, accumulated in at least float32."""
     return jnp.sqrt(tree_sq_norm(a))
+
+
+def upcast(x: jax.Array) -> jax.Array:
+    """``x`` in its accumulation dtype (bfloat16/float16/float32 → float32; float64 stays)."""
+    return x.astype(accumulation_dtype(x))
+
+
+def tree_accumulation_dtype(tree) -> jnp.dtype:
+    """float32, or float64 when some leaf is float64: the dtype of optimizer scalars."""
+    return functools.reduce(
+        jnp.promote_types, [accumulation_dtype(x) for x in jax.tree.leaves(tree)], jnp.float32
+    )
+
+
+def leaf_flags(mask, tree) -> list[bool]:
+    """One static bool per leaf of ``tree`` from an ``optax.masked``-style mask.
+
+    ``mask`` is None (every leaf), a pytree of bools that is a prefix of ``tree``, or a function
+    of ``tree`` returning one. The bools must be Python/NumPy values, not traced.
+    """
+    if mask is None:
+        return [True] * len(jax.tree.leaves(tree))
+    mask = mask(tree) if callable(mask) else mask
+    full = jax.tree.map(lambda m, x: jax.tree.map(lambda _: bool(m), x), mask, tree)
+    return jax.tree.leaves(full)

@@ -34,7 +34,7 @@ import jax.numpy as jnp
 import optax
 from jax import lax
 
-from jaxlab._tree import accumulation_dtype, tree_vdot
+from jaxlab._tree import accumulation_dtype, leaf_flags, tree_accumulation_dtype, tree_vdot, upcast
 from jaxlab.optim._checks import check_non_negative, check_positive, check_unit_interval
 
 WeightDecayMask = Any  # pytree (or prefix) of bools, or a callable params -> such a pytree
@@ -47,28 +47,9 @@ def _require(name: str, params, value) -> None:
         raise ValueError(f"{name} needs the loss: call update(grads, state, params, value=loss)")
 
 
-def _scalar_dtype(params) -> jnp.dtype:
-    """float32, or float64 when some leaf is float64: the dtype of every MoMo scalar."""
-    dtypes = [accumulation_dtype(p) for p in jax.tree.leaves(params)]
-    return functools.reduce(jnp.promote_types, dtypes, jnp.dtype(jnp.float32))
-
-
-def _acc(x: jax.Array) -> jax.Array:
-    return x.astype(accumulation_dtype(x))
-
-
 def _ema(avg: jax.Array, new: jax.Array, b: jax.Array) -> jax.Array:
     """b·avg + (1−b)·new computed in ≥ float32, stored back in avg's dtype."""
-    return (b * _acc(avg) + (1 - b) * new.astype(accumulation_dtype(avg))).astype(avg.dtype)
-
-
-def _decay_flags(mask: WeightDecayMask | None, params) -> list[bool]:
-    """One static bool per leaf of ``params``: whether weight decay applies to it."""
-    if mask is None:
-        return [True] * len(jax.tree.leaves(params))
-    mask = mask(params) if callable(mask) else mask
-    full = jax.tree.map(lambda m, p: jax.tree.map(lambda _: bool(m), p), mask, params)
-    return jax.tree.leaves(full)
+    return (b * upcast(avg) + (1 - b) * new.astype(accumulation_dtype(avg))).astype(avg.dtype)
 
 
 def _split_vdot(a: list, b: list, flags: list[bool]) -> tuple[jax.Array, jax.Array]:
@@ -90,7 +71,7 @@ def _model_step(
     are in the state's dtype. Returns ``(updates, τ, cap_active, lower bound)``.
     """
     x = jax.tree.leaves(params)
-    flags = _decay_flags(mask, params)
+    flags = leaf_flags(mask, params)
     dot_dec, dot_other = _split_vdot(d, x, flags)
     sq_dec, sq_other = _split_vdot(d, u, flags)
     wd = alpha * weight_decay
@@ -110,7 +91,7 @@ def _model_step(
     def delta(xi, ui, decayed):
         if not decayed:
             return (-tau * ui).astype(xi.dtype)
-        step = -(wd * _acc(xi) + tau * ui)
+        step = -(wd * upcast(xi) + tau * ui)
         return (step / c if divide else step).astype(xi.dtype)
 
     deltas = [delta(xi, ui, f) for xi, ui, f in zip(x, u, flags, strict=True)]
@@ -221,7 +202,7 @@ def momo(
     )
 
     def init_fn(params):
-        zero = jnp.zeros((), _scalar_dtype(params))
+        zero = jnp.zeros((), tree_accumulation_dtype(params))
         return MomoState(
             count=jnp.zeros((), jnp.int32),
             exp_avg=optax.tree.zeros_like(params),
@@ -250,7 +231,7 @@ def momo(
         gamma = b * state.gamma + (1 - b) * tree_vdot(params, updates)
         alpha = learning_rate(state.count) if callable(learning_rate) else learning_rate
         alpha = jnp.asarray(alpha, dtype)
-        d = [_acc(m) for m in jax.tree.leaves(exp_avg)]
+        d = [upcast(m) for m in jax.tree.leaves(exp_avg)]
         updates, tau, cap_active, lb = model_step(
             params, d, d, loss_avg, gamma, rho, alpha, state.lower_bound
         )
@@ -364,7 +345,7 @@ def momo_adam(
     )
 
     def init_fn(params):
-        zero = jnp.zeros((), _scalar_dtype(params))
+        zero = jnp.zeros((), tree_accumulation_dtype(params))
         return MomoAdamState(
             count=jnp.zeros((), jnp.int32),
             exp_avg=optax.tree.zeros_like(params),
@@ -388,14 +369,14 @@ def momo_adam(
         rho, bc2 = 1 - beta1 ** count.astype(dtype), 1 - beta2 ** count.astype(dtype)
         exp_avg = jax.tree.map(lambda m, g: _ema(m, g, beta1), state.exp_avg, updates)
         exp_avg_sq = jax.tree.map(
-            lambda v, g: _ema(v, jnp.square(_acc(g)), beta2), state.exp_avg_sq, updates
+            lambda v, g: _ema(v, jnp.square(upcast(g)), beta2), state.exp_avg_sq, updates
         )
         loss_avg = beta1 * state.loss_avg + (1 - beta1) * value
         gamma = beta1 * state.gamma + (1 - beta1) * tree_vdot(params, updates)
         alpha = learning_rate(state.count) if callable(learning_rate) else learning_rate
         alpha = jnp.asarray(alpha, dtype)
-        d = [_acc(m) for m in jax.tree.leaves(exp_avg)]
-        precond = [jnp.sqrt(_acc(v) / bc2) + eps for v in jax.tree.leaves(exp_avg_sq)]
+        d = [upcast(m) for m in jax.tree.leaves(exp_avg)]
+        precond = [jnp.sqrt(upcast(v) / bc2) + eps for v in jax.tree.leaves(exp_avg_sq)]
         u = [di / pi for di, pi in zip(d, precond, strict=True)]
         updates, tau, cap_active, lb = model_step(
             params, d, u, loss_avg, gamma, rho, alpha, state.lower_bound

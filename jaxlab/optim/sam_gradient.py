@@ -19,24 +19,11 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from jaxlab._tree import accumulation_dtype, tree_norm
+from jaxlab._tree import leaf_flags, tree_norm, upcast
 from jaxlab.optim._checks import check_non_negative, check_positive
 
 LeafMask = Any  # pytree (or prefix) of bools, or a callable params -> such a pytree
 PERTURBATIONS = ("sam", "asam", "layerwise")
-
-
-def _acc(x: jax.Array) -> jax.Array:
-    return x.astype(accumulation_dtype(x))
-
-
-def _leaf_flags(mask: LeafMask | None, tree) -> list[bool]:
-    """One static bool per leaf of ``tree`` from an ``optax.masked``-style mask (None: all)."""
-    if mask is None:
-        return [True] * len(jax.tree.leaves(tree))
-    mask = mask(tree) if callable(mask) else mask
-    full = jax.tree.map(lambda m, p: jax.tree.map(lambda _: bool(m), p), mask, tree)
-    return jax.tree.leaves(full)
 
 
 def _safe_div(num: jax.Array, den: jax.Array) -> jax.Array:
@@ -66,12 +53,14 @@ def _perturbation(
     n = len(w)
     perturb_flags = [True] * n if perturb_flags is None else perturb_flags
     scale_flags = [True] * n if scale_flags is None else scale_flags
-    d = [_acc(x) if f else jnp.zeros_like(_acc(x)) for x, f in zip(d, perturb_flags, strict=True)]
+    d = [
+        upcast(x) if f else jnp.zeros_like(upcast(x)) for x, f in zip(d, perturb_flags, strict=True)
+    ]
     if rule == "sam":
         scale = rho / (tree_norm(d) + eps)
         e = [scale.astype(x.dtype) * x for x in d]
     elif rule == "asam":
-        t = [jnp.abs(_acc(p)) + eta if s else 1.0 for p, s in zip(w, scale_flags, strict=True)]
+        t = [jnp.abs(upcast(p)) + eta if s else 1.0 for p, s in zip(w, scale_flags, strict=True)]
         td = [ti * x for x, ti in zip(d, t, strict=True)]
         scale = rho / (tree_norm(td) + eps)
         e = [scale.astype(x.dtype) * ti * x for x, ti in zip(td, t, strict=True)]
@@ -85,7 +74,7 @@ def _perturbation(
 
 def _add(params, e):
     """params + ε, added in ≥ float32 and cast back to each leaf's dtype."""
-    return jax.tree.map(lambda p, x: (_acc(p) + x).astype(p.dtype), params, e)
+    return jax.tree.map(lambda p, x: (upcast(p) + x).astype(p.dtype), params, e)
 
 
 def _check_argnums(argnums) -> tuple[int, ...]:
@@ -217,7 +206,7 @@ def sam_value_and_grad(
             rho,
             rule=rule,
             eta=eta,
-            scale_flags=_leaf_flags(adaptive_mask, primals) if adaptive else None,
+            scale_flags=leaf_flags(adaptive_mask, primals) if adaptive else None,
             eps=eps,
         )
         g_perturbed = grad(*with_primals(args, _add(primals, e)), **kwargs)
@@ -240,7 +229,7 @@ def sam_value_and_grad(
         args[batch_argnum] = split
         in_axes = tuple(0 if i == batch_argnum else None for i in range(len(args)))
         out, g = jax.vmap(lambda *a: one_group(*a, **kwargs), in_axes=in_axes)(*args)
-        g = jax.tree.map(lambda x: jnp.mean(_acc(x), axis=0).astype(x.dtype), g)
+        g = jax.tree.map(lambda x: jnp.mean(upcast(x), axis=0).astype(x.dtype), g)
         if has_aux:
             return (jnp.mean(out[0]), out[1]), g
         return jnp.mean(out), g

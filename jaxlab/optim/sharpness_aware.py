@@ -24,7 +24,6 @@ Combination rules (gradient given to ``inner``, with g_p = ∇L(w + ε)):
 GSAM's ρ_t ∝ lr_t. F-SAM's first step has no m yet and perturbs along g, as the official code.
 """
 
-import functools
 import numbers
 from typing import NamedTuple
 
@@ -33,9 +32,16 @@ import jax.numpy as jnp
 import optax
 from jax import lax
 
-from jaxlab._tree import accumulation_dtype, tree_norm, tree_sq_norm, tree_vdot
+from jaxlab._tree import (
+    leaf_flags,
+    tree_accumulation_dtype,
+    tree_norm,
+    tree_sq_norm,
+    tree_vdot,
+    upcast,
+)
 from jaxlab.optim._checks import check_non_negative, check_positive, check_unit_interval
-from jaxlab.optim.sam_gradient import LeafMask, _acc, _add, _leaf_flags, _perturbation, _safe_div
+from jaxlab.optim.sam_gradient import LeafMask, _add, _perturbation, _safe_div
 
 PERTURBATION_RULES = ("sam", "asam", "fsam", "layerwise")
 COMBINATION_RULES = ("sam", "gsam", "looksam")
@@ -99,10 +105,10 @@ def _fsam_direction(ascent, ema, g_mean, first, sigma, lam):
     """nblt/F-SAM: d = g − σ m_{t−1}, m_t = λ m_{t−1} + (1−λ) ḡ; at first d = g and m = ḡ."""
 
     def direction(a, m):
-        return jnp.where(first, _acc(a), _acc(a) - sigma * _acc(m))
+        return jnp.where(first, upcast(a), upcast(a) - sigma * upcast(m))
 
     def average(m, a):
-        return jnp.where(first, _acc(a), lam * _acc(m) + (1 - lam) * _acc(a)).astype(m.dtype)
+        return jnp.where(first, upcast(a), lam * upcast(m) + (1 - lam) * upcast(a)).astype(m.dtype)
 
     return jax.tree.map(direction, ascent, ema), jax.tree.map(average, ema, g_mean)
 
@@ -111,7 +117,7 @@ def _gsam_direction(g, g_p, alpha):
     """big_vision ``gsam_gradient`` (``minimize_fp=True``): g_p − α (g − ⟨g, ĝ_p⟩ ĝ_p)."""
     inv = _safe_div(1.0, tree_norm(g_p))
     coef = tree_vdot(g, g_p) * inv * inv
-    return jax.tree.map(lambda p, c: _acc(p) - alpha * (_acc(c) - coef * _acc(p)), g_p, g)
+    return jax.tree.map(lambda p, c: upcast(p) - alpha * (upcast(c) - coef * upcast(p)), g_p, g)
 
 
 def _orthogonal_part(g_s, g, like, keep):
@@ -120,7 +126,7 @@ def _orthogonal_part(g_s, g, like, keep):
     coef = _safe_div(tree_vdot(g, g_s), tree_sq_norm(g))
 
     def part(s, m, o):
-        return jnp.where(keep, _acc(s) - coef * _acc(m), 0).astype(o.dtype)
+        return jnp.where(keep, upcast(s) - coef * upcast(m), 0).astype(o.dtype)
 
     return jax.tree.map(part, g_s, g, like)
 
@@ -298,8 +304,7 @@ def sam(
         return x if axis_name is None else lax.pmean(x, axis_name)
 
     def init_fn(params):
-        dtypes = [accumulation_dtype(p) for p in jax.tree.leaves(params)]
-        zero = jnp.zeros((), functools.reduce(jnp.promote_types, dtypes, jnp.dtype("float32")))
+        zero = jnp.zeros((), tree_accumulation_dtype(params))
         return SAMState(
             count=jnp.zeros((), jnp.int32),
             inner_state=inner.init(params),
@@ -335,8 +340,8 @@ def sam(
                 rho_t,
                 rule=rule,
                 eta=eta,
-                scale_flags=_leaf_flags(adaptive_mask, params),
-                perturb_flags=_leaf_flags(perturbation_mask, params),
+                scale_flags=leaf_flags(adaptive_mask, params),
+                perturb_flags=leaf_flags(perturbation_mask, params),
                 eps=eps,
             )
             loss_p, g_p = jax.value_and_grad(loss_of)(_add(params, e))
@@ -355,11 +360,11 @@ def sam(
                 g_p, diag = perturbed_pass()
                 g_s = pmean(g_p)
                 g_v = _orthogonal_part(g_s, g_mean, ortho, keep=rho_t > 0)
-                return jax.tree.map(_acc, g_s), g_v, diag
+                return jax.tree.map(upcast, g_s), g_v, diag
 
             def reuse(ortho):
                 scale = alpha * _safe_div(tree_norm(g_mean), tree_norm(ortho))
-                out = jax.tree.map(lambda m, v: _acc(m) + scale * _acc(v), g_mean, ortho)
+                out = jax.tree.map(lambda m, v: upcast(m) + scale * upcast(v), g_mean, ortho)
                 last = state.diagnostics
                 diag = last._replace(
                     loss=clean, perturbed_loss=clean + last.sharpness, grad_norm=g_norm, rho=rho_t

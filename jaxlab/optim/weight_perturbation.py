@@ -27,16 +27,12 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from jaxlab._tree import accumulation_dtype, tree_norm
+from jaxlab._tree import tree_norm, upcast
 from jaxlab.optim._checks import check_non_negative, check_positive
 
 AMP_BALLS = ("layer", "global")
 _AMP_EPS = 1e-12  # amp.py: clip_coef = epsilon / (dev.norm() + 1e-12)
 _AWP_EPS = 1e-20  # utils_awp.py: EPS = 1E-20
-
-
-def _acc(x: jax.Array) -> jax.Array:
-    return x.astype(accumulation_dtype(x))
 
 
 def _check_steps(name: str, value) -> None:
@@ -52,7 +48,7 @@ def _check_callable(name: str, value) -> None:
 def _perturbed(leaves: list, delta: list, treedef) -> Any:
     """θ + Δ, added in ≥ float32 and stored in each leaf's dtype (Δ = None: leaf unchanged)."""
     out = [
-        p if d is None else (_acc(p) + d).astype(p.dtype)
+        p if d is None else (upcast(p) + d).astype(p.dtype)
         for p, d in zip(leaves, delta, strict=True)
     ]
     return jax.tree.unflatten(treedef, out)
@@ -67,7 +63,7 @@ def _ascent_grad_fn(loss_fn, has_aux: bool, sync_axis_name: str | None):
         g = g[0] if has_aux else g
         if sync_axis_name is not None:
             g = lax.pmean(g, sync_axis_name)
-        return [_acc(x) for x in jax.tree.leaves(g)]
+        return [upcast(x) for x in jax.tree.leaves(g)]
 
     return ascent_grad
 
@@ -149,7 +145,7 @@ def amp_value_and_grad(
         if inner_steps == 0:
             return out, grads
         leaves, treedef = jax.tree.flatten(params)
-        g0 = [_acc(x) for x in jax.tree.leaves(grads)]
+        g0 = [upcast(x) for x in jax.tree.leaves(grads)]
         if sync_axis_name is not None:
             g0 = lax.pmean(g0, sync_axis_name)
         delta = project([inner_lr * g for g in g0])
@@ -267,7 +263,7 @@ def awp_value_and_grad(
                 out.append(jnp.minimum(1.0, gamma * wn / (tree_norm(u) + _AWP_EPS)) * u)
             return out
 
-        g0 = [_acc(x) for x in jax.tree.leaves(grads)]
+        g0 = [upcast(x) for x in jax.tree.leaves(grads)]
         if sync_axis_name is not None:
             g0 = lax.pmean(g0, sync_axis_name)
         v = ascend([None if wn is None else 0.0 for wn in w_norm], g0)  # from v = 0
