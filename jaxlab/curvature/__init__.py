@@ -40,16 +40,18 @@ from jaxlab.curvature.operators import (
 )
 from jaxlab.curvature.sharpness import (
     SharpnessResult,
-    adam_preconditioner,
     average_sharpness,
     gradient_coherence,
-    hessian_sharpness,
     m_sharpness,
+    worst_case_sharpness,
+)
+from jaxlab.curvature.stability import (
+    adam_preconditioner,
+    hessian_sharpness,
     preconditioned_operator,
     sharpness_ratio,
     stability_threshold,
     trace_stability_ratio,
-    worst_case_sharpness,
 )
 from jaxlab.curvature.trace import (
     hessian_trace,

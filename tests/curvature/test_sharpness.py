@@ -10,6 +10,7 @@ import optax
 import pytest
 
 from jaxlab.curvature import sharpness as sh
+from jaxlab.curvature import stability as st
 
 
 def _spd(seed, eigenvalues):
@@ -52,18 +53,18 @@ W0 = np.random.default_rng(1).normal(size=4)
 
 
 def test_stability_thresholds():
-    assert sh.stability_threshold(0.1) == pytest.approx(20.0)
-    assert sh.stability_threshold(0.1, optimizer="momentum", momentum=0.9) == pytest.approx(38.0)
-    assert sh.stability_threshold(0.01, optimizer="adam", b1=0.9) == pytest.approx(3800.0)
-    assert sh.sharpness_ratio(10.0, 0.1) == pytest.approx(0.5)
-    assert sh.trace_stability_ratio(30.0, 0.1) == pytest.approx(1.5)
+    assert st.stability_threshold(0.1) == pytest.approx(20.0)
+    assert st.stability_threshold(0.1, optimizer="momentum", momentum=0.9) == pytest.approx(38.0)
+    assert st.stability_threshold(0.01, optimizer="adam", b1=0.9) == pytest.approx(3800.0)
+    assert st.sharpness_ratio(10.0, 0.1) == pytest.approx(0.5)
+    assert st.trace_stability_ratio(30.0, 0.1) == pytest.approx(1.5)
 
 
 @pytest.mark.parametrize("optimizer", ["gd", "momentum"])
 def test_threshold_separates_stable_from_unstable_heavy_ball(optimizer):
     """Heavy ball (optax.sgd with momentum) on ½λw²: bounded just below, divergent just above."""
     lr, beta = 0.1, (0.9 if optimizer == "momentum" else 0.0)
-    threshold = sh.stability_threshold(lr, optimizer=optimizer, momentum=beta)
+    threshold = st.stability_threshold(lr, optimizer=optimizer, momentum=beta)
     for factor, stable in [(0.98, True), (1.02, False)]:
         lam, w, v = factor * threshold, 1.0, 0.0
         for _ in range(3000):
@@ -253,7 +254,7 @@ def test_hessian_sharpness_vs_dense_eigvalsh():
     with jax.enable_x64(True):
         params, batch = _mlp()
         h, _ = _dense_hessian(params, batch)
-        out = sh.hessian_sharpness(
+        out = st.hessian_sharpness(
             _mlp_loss, params, batch, key=jax.random.key(0), learning_rate=0.5,
             num_trace_probes=40,
         )  # fmt: skip
@@ -277,15 +278,15 @@ def test_adam_preconditioned_sharpness_vs_dense():
             updates, state = tx.update(grads, state, params)
             params = optax.apply_updates(params, updates)
         adam_state = state[0]
-        p = sh.adam_preconditioner(adam_state.nu, count=adam_state.count, eps=1e-8)
-        out = sh.hessian_sharpness(
+        p = st.adam_preconditioner(adam_state.nu, count=adam_state.count, eps=1e-8)
+        out = st.hessian_sharpness(
             _mlp_loss, params, batch, key=jax.random.key(1), learning_rate=1e-2,
             optimizer="adam", preconditioner=p,
         )  # fmt: skip
         h, unravel = _dense_hessian(params, batch)
         flat_p = np.asarray(jax.flatten_util.ravel_pytree(p)[0])
         nu = np.asarray(jax.flatten_util.ravel_pytree(adam_state.nu)[0])
-        mv = sh.preconditioned_operator(lambda v: unravel(jnp.asarray(h) @ _flat(v)), p)
+        mv = st.preconditioned_operator(lambda v: unravel(jnp.asarray(h) @ _flat(v)), p)
         dense_op = np.asarray(jax.jit(jax.vmap(lambda e: _flat(mv(unravel(e)))))(jnp.eye(len(h)))).T
         out = {k: np.asarray(v) for k, v in out.items()}
     np.testing.assert_allclose(flat_p, np.sqrt(nu / (1 - 0.999**3)) + 1e-8, rtol=1e-12)
@@ -308,10 +309,10 @@ def _flat(tree):
 @pytest.mark.parametrize(
     ("call", "match"),
     [
-        (lambda: sh.stability_threshold(0.0), "learning_rate=0.0"),
-        (lambda: sh.stability_threshold(0.1, optimizer="sgd"), "optimizer='sgd'"),
-        (lambda: sh.stability_threshold(0.1, optimizer="momentum", momentum=1.0), "momentum=1.0"),
-        (lambda: sh.stability_threshold(0.1, optimizer="adam", b1=-0.1), "b1=-0.1"),
+        (lambda: st.stability_threshold(0.0), "learning_rate=0.0"),
+        (lambda: st.stability_threshold(0.1, optimizer="sgd"), "optimizer='sgd'"),
+        (lambda: st.stability_threshold(0.1, optimizer="momentum", momentum=1.0), "momentum=1.0"),
+        (lambda: st.stability_threshold(0.1, optimizer="adam", b1=-0.1), "b1=-0.1"),
         (lambda: sh.worst_case_sharpness(_quadratic, jnp.ones(4), A, rho=-1.0), "rho=-1.0"),
         (lambda: sh.worst_case_sharpness(_quadratic, jnp.ones(4), A, rho=1.0, norm="l1"),
          "norm='l1'"),
@@ -326,9 +327,9 @@ def _flat(tree):
         (lambda: sh.average_sharpness(_quadratic, jnp.ones(4), A, sigma=0.1,
                                       key=jax.random.key(0), num_samples=1), "num_samples=1"),
         (lambda: sh.gradient_coherence(_linear_loss, jnp.ones(3), np.ones((1, 3))), "batch"),
-        (lambda: sh.hessian_sharpness(_quadratic, jnp.ones(4), A, key=jax.random.key(0),
+        (lambda: st.hessian_sharpness(_quadratic, jnp.ones(4), A, key=jax.random.key(0),
                                       learning_rate=0.1, optimizer="adam"), "preconditioner"),
-        (lambda: sh.adam_preconditioner({"a": jnp.ones(2)}, eps=-1.0), "eps=-1.0"),
+        (lambda: st.adam_preconditioner({"a": jnp.ones(2)}, eps=-1.0), "eps=-1.0"),
     ],
 )  # fmt: skip
 def test_bad_input_raises_value_error(call, match):
