@@ -1,0 +1,1 @@
+"""Losses: per-example values, data first, keyword-only hyperparameters (optax.losses style)."""

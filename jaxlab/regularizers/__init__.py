@@ -1,0 +1,1 @@
+"""Regularizers and data-side tricks: penalties, mixing, reweighting, augmentation."""
