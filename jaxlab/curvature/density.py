@@ -25,8 +25,7 @@ from jaxlab.curvature.operators import (
     _apply_mask,
     _mask_size,
     _resolve_mask,
-    dataset_operator,
-    hessian_operator,
+    _stacked_or_single_hessian,
 )
 from jaxlab.optim._checks import check_positive
 
@@ -344,17 +343,9 @@ def _hessian_density(
     loss_fn, params, batch, key, mask, batch_weights,
     *, num_steps, num_runs, reortho, axis_name, stacked, batch_size, host_float64,
 ):  # fmt: skip
-    if stacked:
-        op = dataset_operator(
-            lambda p, b: hessian_operator(loss_fn, p, b),
-            params,
-            batch,
-            weights=batch_weights,
-            axis_name=axis_name,
-            mask=mask,
-        )
-    else:
-        op = hessian_operator(loss_fn, params, batch, axis_name=axis_name, mask=mask)
+    op = _stacked_or_single_hessian(
+        loss_fn, params, batch, stacked, batch_weights, axis_name=axis_name, mask=mask
+    )
     return slq(
         op, params, key, num_steps=num_steps, num_runs=num_runs, reortho=reortho,
         batch_size=batch_size, mask=mask, host_float64=host_float64,

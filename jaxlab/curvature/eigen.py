@@ -43,8 +43,7 @@ from jaxlab.curvature.operators import (
     _check_like,
     _mask_size,
     _resolve_mask,
-    dataset_operator,
-    hessian_operator,
+    _stacked_or_single_hessian,
 )
 from jaxlab.optim._checks import check_non_negative
 
@@ -472,17 +471,9 @@ def _hessian_eigenvalues(
     loss_fn, params, batch, key, init, mask, batch_weights, tol,
     *, k, which, method, max_steps, reortho, axis_name, stacked,
 ):  # fmt: skip
-    if stacked:
-        op = dataset_operator(
-            lambda p, b: hessian_operator(loss_fn, p, b),
-            params,
-            batch,
-            weights=batch_weights,
-            axis_name=axis_name,
-            mask=mask,
-        )
-    else:
-        op = hessian_operator(loss_fn, params, batch, axis_name=axis_name, mask=mask)
+    op = _stacked_or_single_hessian(
+        loss_fn, params, batch, stacked, batch_weights, axis_name=axis_name, mask=mask
+    )
     if method == "lanczos":
         v0 = (
             _random_like(key, params)

@@ -305,3 +305,17 @@ def dataset_operator(
         return jax.tree.map(lambda a, p: a.astype(jnp.result_type(p)), acc, params)
 
     return _finalize(product, params, axis_name, mask)
+
+
+def _stacked_or_single_hessian(loss_fn, params, batch, stacked, batch_weights, *, axis_name, mask):
+    """The Hessian operator of one batch, or of stacked batches (``stacked``) weighted by size."""
+    if not stacked:
+        return hessian_operator(loss_fn, params, batch, axis_name=axis_name, mask=mask)
+    return dataset_operator(
+        lambda p, b: hessian_operator(loss_fn, p, b),
+        params,
+        batch,
+        weights=batch_weights,
+        axis_name=axis_name,
+        mask=mask,
+    )
