@@ -161,7 +161,8 @@ def lanczos_eigenvalues(
       which: ``'largest'`` (algebraic), ``'smallest'`` (algebraic: most negative) or
         ``'magnitude'`` (largest ``|λ|``).
       max_steps: maximum number of matvecs (and memory: ``max_steps + 1`` stored vectors).
-      tol: relative Ritz-residual tolerance (0 runs all ``max_steps``).
+      tol: relative Ritz-residual tolerance; 0 stops only on an exactly zero residual estimate
+        (an invariant subspace, or float32 underflow of β_j·s_jk), else after ``max_steps``.
       reortho: ``'full'`` (default; needed for reliable ``k > 1``), ``'blocked'`` or ``'none'``
         (Ritz values of converged eigenvalues then repeat, so ``k > 1`` may return copies). See
         :func:`jaxlab.curvature.lanczos.lanczos_tridiag`.
