@@ -1,0 +1,111 @@
+"""Run one per-device step on one device, under ``jax.pmap``, or under ``jit(shard_map)``.
+
+:class:`DataParallel` owns the placement: it replicates the state, splits a host batch across
+devices and compiles the step once. All three modes run the *same* step body (written with
+``axis_name``, :mod:`jaxlab.train.step`) and give the same numbers up to float reassociation.
+``shard_map`` is used with ``check_vma=False`` so the body sees local gradients as under pmap;
+with ``check_vma=True`` a replicated parameter's gradient would arrive already psum-ed and the
+step's ``pmean`` would not undo it (gradients n times too large, no error).
+
+Across several hosts (JAX's multi-controller runtime, after ``jax.distributed.initialize()``),
+``shard_map`` spans all devices of all processes; each process then feeds its own slice of the
+global batch (not exercised by the tests, which run one process).
+"""
+
+import dataclasses
+from collections.abc import Callable
+
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
+
+MODES = ("single", "pmap", "shard_map")
+
+
+@dataclasses.dataclass(frozen=True)
+class DataParallel:
+    """Placement and compilation of a per-device step.
+
+    Attributes:
+      mode: ``"single"`` (``jax.jit`` on the first device, no axis), ``"pmap"`` or
+        ``"shard_map"``.
+      num_devices: devices used (1 for ``"single"``).
+      axis_name: the mapped axis the step must be built with (None for ``"single"``).
+    """
+
+    mode: str = "single"
+    num_devices: int = 1
+    axis_name: str | None = "batch"
+
+    def __post_init__(self):
+        if self.mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
+        available = jax.device_count()
+        if not 1 <= self.num_devices <= available:
+            raise ValueError(f"num_devices must be in [1, {available}], got {self.num_devices}")
+        if self.mode == "single":
+            if self.num_devices != 1:
+                raise ValueError(f"mode='single' uses 1 device, got num_devices={self.num_devices}")
+            object.__setattr__(self, "axis_name", None)
+        elif not self.axis_name:
+            raise ValueError(f"mode={self.mode!r} needs an axis_name")
+
+    @property
+    def devices(self):
+        return jax.devices()[: self.num_devices]
+
+    @property
+    def mesh(self) -> Mesh:
+        return Mesh(np.array(self.devices), (self.axis_name,))
+
+    def compile(self, fn: Callable, *, donate_state: bool = False) -> Callable:
+        """``fn(state, batch) -> outputs`` (outputs replicated) compiled for this mode."""
+        donate = (0,) if donate_state else ()
+        if self.mode == "single":
+            return jax.jit(fn, donate_argnums=donate)
+        if self.mode == "pmap":
+            return jax.pmap(
+                fn, axis_name=self.axis_name, devices=self.devices, donate_argnums=donate
+            )
+        mapped = jax.shard_map(
+            fn,
+            mesh=self.mesh,
+            in_specs=(P(), P(self.axis_name)),
+            out_specs=P(),
+            check_vma=False,
+        )
+        return jax.jit(mapped, donate_argnums=donate)
+
+    def put_state(self, state):
+        """Place a host or single-device state: replicated on every device."""
+        if self.mode == "single":
+            return jax.device_put(state, self.devices[0])
+        if self.mode == "pmap":  # a leading device axis, one slice per device
+            stacked = jax.tree.map(
+                lambda x: np.broadcast_to(x, (self.num_devices, *np.shape(x))), jax.device_get(state)
+            )
+            return jax.device_put(stacked, NamedSharding(self.mesh, P(self.axis_name)))
+        return jax.device_put(state, NamedSharding(self.mesh, P()))
+
+    def get_state(self, state):
+        """One copy of a placed state (the first replica under pmap)."""
+        if self.mode == "pmap":
+            return jax.tree.map(lambda x: x[0], state)
+        return state
+
+    def put_batch(self, batch):
+        """Place a host batch whose leaves have a leading axis divisible by ``num_devices``."""
+        n = self.num_devices
+        for leaf in jax.tree.leaves(batch):
+            if leaf.shape[0] % n:
+                raise ValueError(f"batch size {leaf.shape[0]} is not divisible by {n} devices")
+        if self.mode == "single":
+            return jax.device_put(batch, self.devices[0])
+        if self.mode == "pmap":
+            batch = jax.tree.map(lambda x: np.reshape(x, (n, x.shape[0] // n, *x.shape[1:])), batch)
+        return jax.device_put(batch, NamedSharding(self.mesh, P(self.axis_name)))
+
+    def get_output(self, outputs):
+        """Host copy of replicated step outputs (metrics)."""
+        return jax.device_get(self.get_state(outputs))
