@@ -78,15 +78,18 @@ class DataParallel:
         return jax.jit(mapped, donate_argnums=donate)
 
     def put_state(self, state):
-        """Place a host or single-device state: replicated on every device."""
+        """Place a host or single-device state: replicated on every device.
+
+        Every leaf gets its own buffer (a state may hold one array object twice, which a
+        donating step would otherwise receive twice).
+        """
+        host = jax.tree.map(np.array, jax.device_get(state))
         if self.mode == "single":
-            return jax.device_put(state, self.devices[0])
+            return jax.device_put(host, self.devices[0])
         if self.mode == "pmap":  # a leading device axis, one slice per device
-            stacked = jax.tree.map(
-                lambda x: np.broadcast_to(x, (self.num_devices, *np.shape(x))), jax.device_get(state)
-            )
-            return jax.device_put(stacked, NamedSharding(self.mesh, P(self.axis_name)))
-        return jax.device_put(state, NamedSharding(self.mesh, P()))
+            host = jax.tree.map(lambda x: np.broadcast_to(x, (self.num_devices, *x.shape)), host)
+            return jax.device_put(host, NamedSharding(self.mesh, P(self.axis_name)))
+        return jax.device_put(host, NamedSharding(self.mesh, P()))
 
     def get_state(self, state):
         """One copy of a placed state (the first replica under pmap)."""
