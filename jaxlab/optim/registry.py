@@ -46,7 +46,9 @@ def _factory(name: str) -> Callable:
     factory = getattr(optax, name, None)
     if name.startswith("_") or not callable(factory) or isinstance(factory, type):
         known = sorted([*OPTIMIZERS, *SAM_VARIANTS])
-        raise ValueError(f"unknown optimizer {name!r}; jaxlab names: {known}, or an optax optimizer")
+        raise ValueError(
+            f"unknown optimizer {name!r}; jaxlab names: {known}, or an optax optimizer"
+        )
     return factory
 
 

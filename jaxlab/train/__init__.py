@@ -2,7 +2,14 @@
 device, under ``pmap`` or under ``jit(shard_map)``, orbax checkpoints, and the host loop."""
 
 from jaxlab.train.checkpoint import Checkpointer
-from jaxlab.train.loop import LoopConfig, MetricsLog, NonFiniteLossError, evaluate, fit, read_metrics
+from jaxlab.train.loop import (
+    LoopConfig,
+    MetricsLog,
+    NonFiniteLossError,
+    evaluate,
+    fit,
+    read_metrics,
+)
 from jaxlab.train.monitor import sharpness_monitor
 from jaxlab.train.objectives import classification_objective
 from jaxlab.train.parallel import DataParallel

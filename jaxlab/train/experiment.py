@@ -59,6 +59,12 @@ class ExperimentConfig:
             raise ValueError(
                 f"dataset must be one of {CLASSIFICATION_DATASETS}, got {self.dataset!r}"
             )
+        for name in ("steps", "batch_size", "accumulation_steps"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+        if not 0.0 <= self.label_noise <= 1.0:
+            raise ValueError(f"label_noise must be in [0, 1], got {self.label_noise!r}")
         if not (isinstance(self.learning_rate, int | float) and self.learning_rate > 0):
             raise ValueError(f"learning_rate must be > 0, got {self.learning_rate!r}")
         if self.parallel not in ("pmap", "shard_map"):
@@ -99,8 +105,11 @@ def load_experiment_data(config: ExperimentConfig) -> Dataset:
     if config.dataset in ("digits", "fashion_mnist"):
         options["image"] = config.model in IMAGE_MODELS
     dataset = load_dataset(
-        config.dataset, data_dir=config.data_dir, label_noise=config.label_noise,
-        seed=config.seed, **options,
+        config.dataset,
+        data_dir=config.data_dir,
+        label_noise=config.label_noise,
+        seed=config.seed,
+        **options,
     )
     return standardize(dataset)
 
@@ -128,14 +137,18 @@ def run_experiment(
     key_init, key_train = jax.random.split(jax.random.PRNGKey(config.seed))
     params, model_state = init_model(unmapped, key_init, dataset.x_train[:1])
     tx = make_optimizer(
-        config.optimizer, config.learning_rate, axis_name=parallel.axis_name,
+        config.optimizer,
+        config.learning_rate,
+        axis_name=parallel.axis_name,
         **config.optimizer_options,
     )
     state = TrainState.create(params=params, tx=tx, key=key_train, model_state=model_state)
     loss_fn, eval_fn, _ = classification_objective(model, label_smoothing=config.label_smoothing)
     _, _, curvature_loss_fn = classification_objective(unmapped)
     train_step = make_train_step(
-        loss_fn, axis_name=parallel.axis_name, accumulation_steps=config.accumulation_steps,
+        loss_fn,
+        axis_name=parallel.axis_name,
+        accumulation_steps=config.accumulation_steps,
         sam_rho=config.sam_rho,
     )
     eval_step = make_eval_step(eval_fn, axis_name=parallel.axis_name)
@@ -145,19 +158,31 @@ def run_experiment(
         batch = {"x": dataset.x_train[:size], "y": dataset.y_train[:size]}
         momentum = config.optimizer_options.get("momentum", 0.9)
         monitor = sharpness_monitor(
-            curvature_loss_fn, batch, learning_rate=config.learning_rate,
+            curvature_loss_fn,
+            batch,
+            learning_rate=config.learning_rate,
             optimizer="momentum" if config.optimizer == "momentum" else "gd",
-            momentum=momentum, num_trace_probes=10,
+            momentum=momentum,
+            num_trace_probes=10,
         )
     state, result = fit(
-        state, dataset, train_step=train_step, eval_step=eval_step, parallel=parallel,
-        config=config.loop_config(), workdir=workdir, resume=resume, monitor=monitor, log=log,
+        state,
+        dataset,
+        train_step=train_step,
+        eval_step=eval_step,
+        parallel=parallel,
+        config=config.loop_config(),
+        workdir=workdir,
+        resume=resume,
+        monitor=monitor,
+        log=log,
     )
     return state, result, dataset, curvature_loss_fn
 
 
 def as_numpy_batch(dataset: Dataset, size: int, *, split: str = "train") -> dict:
     """The first ``size`` examples of a split as a host batch."""
-    x, y = (dataset.x_train, dataset.y_train) if split == "train" else (
-        dataset.x_test, dataset.y_test)
+    x, y = (
+        (dataset.x_train, dataset.y_train) if split == "train" else (dataset.x_test, dataset.y_test)
+    )
     return {"x": np.asarray(x[:size]), "y": np.asarray(y[:size])}

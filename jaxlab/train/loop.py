@@ -81,7 +81,7 @@ class MetricsLog:
             if data and not data.endswith(b"\n"):
                 with open(path, "wb") as f:
                     f.write(data[: data.rfind(b"\n") + 1])
-        self._file = open(path, "a")  # noqa: SIM115 (closed in close())
+        self._file = open(path, "a")
 
     def write(self, record: dict) -> None:
         self._file.write(json.dumps(record) + "\n")
@@ -189,11 +189,15 @@ def fit(
     result: dict = {}
     show = sys.stderr.isatty() if config.progress is None else config.progress
     try:
-        bar = tqdm(range(start, config.num_steps), initial=start, total=config.num_steps,
-                   disable=not show)
+        bar = tqdm(
+            range(start, config.num_steps), initial=start, total=config.num_steps, disable=not show
+        )
         for step in bar:
             batch = get_batch(
-                dataset.x_train, dataset.y_train, step, batch_size=config.batch_size,
+                dataset.x_train,
+                dataset.y_train,
+                step,
+                batch_size=config.batch_size,
                 seed=config.seed,
             )
             placed, metrics = step_fn(placed, parallel.put_batch(batch))
@@ -208,12 +212,22 @@ def fit(
             )
             if evaluating:
                 result = evaluate(
-                    eval_fn, placed, dataset.x_test, dataset.y_test, parallel=parallel,
+                    eval_fn,
+                    placed,
+                    dataset.x_test,
+                    dataset.y_test,
+                    parallel=parallel,
                     batch_size=config.eval_batch_size,
                 )
-                record = {**(record or {"step": done}), **{f"eval_{k}": v for k, v in result.items()}}
+                record = {
+                    **(record or {"step": done}),
+                    **{f"eval_{k}": v for k, v in result.items()},
+                }
             if monitor is not None and config.monitor_every and done % config.monitor_every == 0:
-                record = {**(record or {"step": done}), **_floats(monitor(parallel.get_state(placed)))}
+                record = {
+                    **(record or {"step": done}),
+                    **_floats(monitor(parallel.get_state(placed))),
+                }
             if record is not None:
                 metrics_log.write(record)
                 if show:

@@ -15,7 +15,9 @@ def _apply(model, params, model_state, x, *, train: bool, key=None):
     variables = {"params": params, **model_state}
     rngs = None if key is None else {"dropout": key}
     if train and model_state:
-        logits, updates = model.apply(variables, x, train=True, mutable=list(model_state), rngs=rngs)
+        logits, updates = model.apply(
+            variables, x, train=True, mutable=list(model_state), rngs=rngs
+        )
         return logits, {**model_state, **updates}
     return model.apply(variables, x, train=train, rngs=rngs), model_state
 

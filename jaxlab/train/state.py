@@ -76,4 +76,6 @@ class TrainState(struct.PyTreeNode):
 
     def restored(self, tree):
         """This state with the fields of :meth:`saveable`'s ``tree`` (as read from a checkpoint)."""
-        return self.replace(**{name: jax.tree.map(jnp.asarray, value) for name, value in tree.items()})
+        return self.replace(
+            **{name: jax.tree.map(jnp.asarray, value) for name, value in tree.items()}
+        )

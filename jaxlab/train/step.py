@@ -48,8 +48,7 @@ def _microbatches(batch, num: int):
     def split(x):
         if x.shape[0] % num:
             raise ValueError(
-                f"the per-device batch ({x.shape[0]}) must be divisible by "
-                f"accumulation_steps={num}"
+                f"the per-device batch ({x.shape[0]}) must be divisible by accumulation_steps={num}"
             )
         return x.reshape(num, x.shape[0] // num, *x.shape[1:])
 
@@ -139,7 +138,9 @@ def make_train_step(
         micro = _microbatches(batch, accumulation_steps)
         first = jax.tree.map(lambda x: x[0], micro)
         shapes = jax.eval_shape(local_gradient, params, first, model_state, key)
-        zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), (shapes[0], shapes[2], shapes[3]))
+        zeros = jax.tree.map(
+            lambda s: jnp.zeros(s.shape, s.dtype), (shapes[0], shapes[2], shapes[3])
+        )
         indices = jnp.arange(accumulation_steps)
         (model_state, totals), _ = lax.scan(body, (model_state, zeros), (indices, micro))
         loss, metrics, grads = jax.tree.map(lambda t: t / accumulation_steps, totals)

@@ -131,8 +131,9 @@ def test_check_vma_true_would_scale_gradients():
         def body(w, x):
             return jax.lax.pmean(jax.grad(lambda w: jnp.sum(w * x))(w), "batch")
 
-        f = jax.shard_map(body, mesh=mesh, in_specs=(P(), P("batch")), out_specs=P(),
-                          check_vma=check_vma)
+        f = jax.shard_map(
+            body, mesh=mesh, in_specs=(P(), P("batch")), out_specs=P(), check_vma=check_vma
+        )
         return float(jax.jit(f)(w, x))
 
     assert grad(False) == pytest.approx(x.mean())
