@@ -50,7 +50,7 @@ class Checkpointer:
         return list(self._manager.all_steps())
 
     def save(self, step: int, state: TrainState, *, force: bool = False) -> bool:
-        """Save ``state`` at ``step`` if it is a save step (or ``force``); returns whether it did."""
+        """Save ``state`` at ``step`` if it is a save step (or ``force``); True if it did."""
         if not force and step % self.save_every:
             return False
         if step in self._manager.all_steps():

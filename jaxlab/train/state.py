@@ -56,7 +56,7 @@ class TrainState(struct.PyTreeNode):
         )
 
     def apply_gradients(self, grads, **extra_args):
-        """One optimizer step; ``extra_args`` (``value=``, ``loss_fn=``, ...) go to ``tx.update``."""
+        """One optimizer step; ``extra_args`` (``value=``, ``loss_fn=``...) go to ``tx.update``."""
         updates, opt_state = self.tx.update(grads, self.opt_state, self.params, **extra_args)
         params = optax.apply_updates(self.params, updates)
         return self.replace(step=self.step + 1, params=params, opt_state=opt_state)

@@ -103,8 +103,10 @@ def test_crash_and_resume_logs_the_same_metrics(tmp_path):
     step's metrics equal the uninterrupted run's, bit for bit."""
     from jaxlab.train.experiment import ExperimentConfig, run_experiment
 
-    config = ExperimentConfig(optimizer="sam", steps=30, batch_size=32, log_every=1,
-                              eval_every=15, checkpoint_every=10, devices=2, progress=False)  # fmt: skip
+    config = ExperimentConfig(
+        optimizer="sam", steps=30, batch_size=32, log_every=1, eval_every=15,
+        checkpoint_every=10, devices=2, progress=False,
+    )  # fmt: skip
     run_experiment(config, tmp_path / "full")
 
     def crash_at_17(record):
