@@ -122,67 +122,58 @@ def build_model(config: ExperimentConfig, num_classes: int, axis_name: str | Non
     return model
 
 
+def parallel_for(config: ExperimentConfig) -> DataParallel:
+    if config.devices == 1:
+        return DataParallel()
+    return DataParallel(config.parallel, config.devices)
+
+
+def initial_state(config: ExperimentConfig, dataset: Dataset, axis_name: str | None = None):
+    """The step-0 :class:`TrainState` (also the template a checkpoint is restored into)."""
+    key_init, key_train = jax.random.split(jax.random.PRNGKey(config.seed))
+    params, model_state = init_model(
+        build_model(config, dataset.num_classes), key_init, dataset.x_train[:1]
+    )
+    tx = make_optimizer(
+        config.optimizer, config.learning_rate, axis_name=axis_name, **config.optimizer_options
+    )
+    return TrainState.create(params=params, tx=tx, key=key_train, model_state=model_state)
+
+
 def run_experiment(
     config: ExperimentConfig, workdir, *, resume: bool = False, log=None
 ) -> tuple[TrainState, dict[str, Any], Dataset, Any]:
     """Train as configured; returns the final host state, the final evaluation, the dataset and
     the inference-mode curvature loss ``(params, (model_state, batch)) -> loss``."""
     dataset = load_experiment_data(config)
-    if config.devices == 1:
-        parallel = DataParallel()
-    else:
-        parallel = DataParallel(config.parallel, config.devices)
+    parallel = parallel_for(config)
+    state = initial_state(config, dataset, parallel.axis_name)
     model = build_model(config, dataset.num_classes, parallel.axis_name)
-    unmapped = build_model(config, dataset.num_classes)  # curvature runs outside the mapped axis
-    key_init, key_train = jax.random.split(jax.random.PRNGKey(config.seed))
-    params, model_state = init_model(unmapped, key_init, dataset.x_train[:1])
-    tx = make_optimizer(
-        config.optimizer,
-        config.learning_rate,
-        axis_name=parallel.axis_name,
-        **config.optimizer_options,
-    )
-    state = TrainState.create(params=params, tx=tx, key=key_train, model_state=model_state)
     loss_fn, eval_fn, _ = classification_objective(model, label_smoothing=config.label_smoothing)
-    _, _, curvature_loss_fn = classification_objective(unmapped)
+    # The curvature measures run outside the mapped axis: a model without a BatchNorm axis.
+    _, _, curvature_loss_fn = classification_objective(build_model(config, dataset.num_classes))
     train_step = make_train_step(
-        loss_fn,
-        axis_name=parallel.axis_name,
-        accumulation_steps=config.accumulation_steps,
+        loss_fn, axis_name=parallel.axis_name, accumulation_steps=config.accumulation_steps,
         sam_rho=config.sam_rho,
-    )
+    )  # fmt: skip
     eval_step = make_eval_step(eval_fn, axis_name=parallel.axis_name)
     monitor = None
     if config.monitor_every:
-        size = min(config.monitor_batch_size, len(dataset.x_train))
-        batch = {"x": dataset.x_train[:size], "y": dataset.y_train[:size]}
-        momentum = config.optimizer_options.get("momentum", 0.9)
         monitor = sharpness_monitor(
             curvature_loss_fn,
-            batch,
+            first_examples(dataset, config.monitor_batch_size),
             learning_rate=config.learning_rate,
             optimizer="momentum" if config.optimizer == "momentum" else "gd",
-            momentum=momentum,
+            momentum=config.optimizer_options.get("momentum", 0.9),
             num_trace_probes=10,
         )
     state, result = fit(
-        state,
-        dataset,
-        train_step=train_step,
-        eval_step=eval_step,
-        parallel=parallel,
-        config=config.loop_config(),
-        workdir=workdir,
-        resume=resume,
-        monitor=monitor,
-        log=log,
-    )
+        state, dataset, train_step=train_step, eval_step=eval_step, parallel=parallel,
+        config=config.loop_config(), workdir=workdir, resume=resume, monitor=monitor, log=log,
+    )  # fmt: skip
     return state, result, dataset, curvature_loss_fn
 
 
-def as_numpy_batch(dataset: Dataset, size: int, *, split: str = "train") -> dict:
-    """The first ``size`` examples of a split as a host batch."""
-    x, y = (
-        (dataset.x_train, dataset.y_train) if split == "train" else (dataset.x_test, dataset.y_test)
-    )
-    return {"x": np.asarray(x[:size]), "y": np.asarray(y[:size])}
+def first_examples(dataset: Dataset, size: int) -> dict:
+    """The first ``size`` training examples as a host batch (the curvature measures' batch)."""
+    return {"x": np.asarray(dataset.x_train[:size]), "y": np.asarray(dataset.y_train[:size])}
