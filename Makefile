@@ -13,7 +13,7 @@ $(BIN)/.installed: pyproject.toml
 	touch $@
 
 demo: $(BIN)/.installed
-	$(BIN)/python scripts/optimizer_demo.py
+	$(BIN)/python scripts/compare_optimizers.py
 
 test: $(BIN)/.installed
 	$(BIN)/ruff check .
