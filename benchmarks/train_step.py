@@ -56,21 +56,23 @@ def main(argv=None) -> int:
             "wrn16_2": ("wrn", {"depth": 16, "widen_factor": 2}, (32, 32, 3), 32),
         }
     n = min(args.devices, jax.device_count())
-    modes = [DataParallel()] + [DataParallel(m, n) for m in ("shard_map", "pmap")] * (n > 1)
+    modes = [DataParallel()]
+    if n > 1:
+        modes += [DataParallel("shard_map", n), DataParallel("pmap", n)]
     print(f"{jax.devices()[0].platform}, {n} devices, {args.dtype}, median of {args.repeats}")
-    print(f"{'model':14s} {'mode':10s} {'opt':4s} {'steps/s':>9s} {'examples/s':>11s} {'SAM/SGD':>8s}")
+    header = ("model", "mode", "opt", "steps/s", "examples/s", "SAM/SGD")
+    print("{:14s} {:10s} {:4s} {:>9s} {:>11s} {:>8s}".format(*header))
     rng = np.random.default_rng(0)
     for label, (name, options, shape, batch_size) in models.items():
         x = rng.normal(size=(batch_size, *shape)).astype(np.float32)
         batch = {"x": x, "y": rng.integers(0, 10, batch_size).astype(np.int32)}
         compiled = {}
         for parallel in modes:
-            model = create_model(name, num_classes=10, dtype=dtype, **options)
-            if "bn_axis_name" in type(model).__dataclass_fields__:
-                model = model.clone(bn_axis_name=parallel.axis_name)
-            params, model_state = init_model(model.clone(**(
-                {"bn_axis_name": None} if "bn_axis_name" in type(model).__dataclass_fields__ else {}
-            )), jax.random.PRNGKey(0), x[:1])  # fmt: skip
+            unmapped = create_model(name, num_classes=10, dtype=dtype, **options)
+            model = unmapped
+            if "bn_axis_name" in type(unmapped).__dataclass_fields__:  # sync BatchNorm
+                model = unmapped.clone(bn_axis_name=parallel.axis_name)
+            params, model_state = init_model(unmapped, jax.random.PRNGKey(0), x[:1])
             loss_fn, _, _ = classification_objective(model)
             for opt in ("sgd", "sam"):
                 extra = {"rho": 0.05} if opt == "sam" else {}
