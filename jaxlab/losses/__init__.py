@@ -23,6 +23,28 @@ from jaxlab.losses.classification import (
     squentropy,
     z_loss,
 )
+from jaxlab.losses.diffusion import (
+    p2_weight,
+    weighted_diffusion_loss,
+)
+from jaxlab.losses.distillation import (
+    cosine_to_class_mean_loss,
+    nd_loss,
+    ps_kd_loss,
+    ps_kd_targets,
+)
+from jaxlab.losses.image_quality import (
+    MS_SSIM_WEIGHTS,
+    ms_ssim,
+    ms_ssim_loss,
+    psnr,
+    ssim,
+)
+from jaxlab.losses.label_augmentation import (
+    sla_aggregate,
+    sla_joint_labels,
+    sla_loss,
+)
 from jaxlab.losses.language_model import (
     goldfish_cross_entropy,
     goldfish_mask,
@@ -32,6 +54,7 @@ from jaxlab.losses.language_model import (
     pass_at_n_loss,
 )
 from jaxlab.losses.overlap import (
+    METRICS,
     Confusion,
     anyloss,
     dice_metric_loss,
@@ -86,6 +109,8 @@ from jaxlab.losses.sparse_probability import (
 )
 
 __all__ = [
+    "METRICS",
+    "MS_SSIM_WEIGHTS",
     "Confusion",
     "absolute_directional_loss",
     "absolute_error",
@@ -95,6 +120,7 @@ __all__ = [
     "auc",
     "class_balanced_weights",
     "comp_sum_loss",
+    "cosine_to_class_mean_loss",
     "decoupled_softmax_loss",
     "dice_metric_loss",
     "drw_weights",
@@ -117,17 +143,27 @@ __all__ = [
     "loss_reweighting",
     "mann_whitney_loss",
     "mean_absolute_scaled_error",
+    "ms_ssim",
+    "ms_ssim_loss",
+    "nd_loss",
     "neural_ndcg_loss",
     "neural_sort",
     "number_token_mse",
     "number_token_wasserstein",
+    "p2_weight",
     "pass_at_n_loss",
     "poly1_cross_entropy",
     "poly_cross_entropy",
+    "ps_kd_loss",
+    "ps_kd_targets",
+    "psnr",
     "quantile_loss",
     "root_mean_squared_error",
     "self_adjusting_dice_loss",
     "sinkhorn_normalize",
+    "sla_aggregate",
+    "sla_joint_labels",
+    "sla_loss",
     "soft_confusion",
     "soft_dice_loss",
     "soft_topk_loss",
@@ -142,12 +178,14 @@ __all__ = [
     "squared_error",
     "squared_log_error",
     "squentropy",
+    "ssim",
     "stablemax",
     "stablemax_cross_entropy",
     "superquantile",
     "superquantile_spectrum",
     "symmetric_absolute_percentage_error",
     "tversky_loss",
+    "weighted_diffusion_loss",
     "weighted_mean",
     "z_loss",
 ]
