@@ -5,8 +5,8 @@
 
 Writes ``WORKDIR/config.json``, ``WORKDIR/metrics.jsonl`` (one JSON object per logged step),
 ``WORKDIR/checkpoints/`` and ``WORKDIR/result.json``; ``--resume`` continues from the latest
-checkpoint. ``--config FILE`` reads the same keys from JSON (``scripts/configs/``); flags given
-on the command line override it. ``--devices N`` forces N host devices on CPU (set before JAX
+checkpoint; ``--tensorboard`` also writes ``WORKDIR/tensorboard``. ``--config FILE`` reads the
+same keys from JSON (``scripts/configs/``); flags given on the command line override it. ``--devices N`` forces N host devices on CPU (set before JAX
 starts); ``--devices all`` uses every accelerator. Bad flag values exit with code 2.
 """
 
@@ -72,6 +72,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--keep-checkpoints", type=int)
     p.add_argument("--monitor-every", type=int, help="steps between λ_max/trace measurements")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None)
+    p.add_argument("--tensorboard", action="store_true",
+                   help="also write WORKDIR/tensorboard (needs tensorboardX)")  # fmt: skip
     return p
 
 
@@ -85,7 +87,7 @@ def resolve(args, p: argparse.ArgumentParser) -> dict:
         except (OSError, json.JSONDecodeError) as e:
             p.error(f"--config {args.config}: {e}")
     flags = {k: v for k, v in vars(args).items() if v is not None}
-    for name in ("config", "workdir", "resume"):
+    for name in ("config", "workdir", "resume", "tensorboard"):
         flags.pop(name, None)
     if "opt" in flags:
         values["optimizer_options"] = {
@@ -127,11 +129,27 @@ def main(argv=None) -> int:
     os.makedirs(args.workdir, exist_ok=True)
     with open(os.path.join(args.workdir, "config.json"), "w") as f:
         json.dump(values, f, indent=2)
+    log, writer = None, None
+    if args.tensorboard:
+        try:
+            from tensorboardX import SummaryWriter
+        except ImportError:
+            p.error("--tensorboard needs tensorboardX: pip install 'jaxlab[tensorboard]'")
+        writer = SummaryWriter(os.path.join(args.workdir, "tensorboard"))
+
+        def log(record):
+            for name, value in record.items():
+                if name != "step":
+                    writer.add_scalar(name, value, record["step"])
+
     try:
-        _, result, _, _ = run_experiment(config, args.workdir, resume=args.resume)
+        _, result, _, _ = run_experiment(config, args.workdir, resume=args.resume, log=log)
     except (FileNotFoundError, FileExistsError, NonFiniteLossError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
+    finally:
+        if writer is not None:
+            writer.close()
     with open(os.path.join(args.workdir, "result.json"), "w") as f:
         json.dump(result, f, indent=2)
     print(" ".join(f"{k}={v:.4f}" for k, v in result.items()))

@@ -60,6 +60,14 @@ def test_bad_flags_exit_2(flags, tmp_path, capsys):
     assert "error:" in capsys.readouterr().err
 
 
+def test_tensorboard_events(tmp_path):
+    args = [*FAST, "--steps", "10", "--workdir", str(tmp_path), "--tensorboard"]
+    assert train.main(args) == 0
+    (events,) = (tmp_path / "tensorboard").iterdir()
+    data = events.read_bytes()
+    assert b"loss" in data and b"eval_accuracy" in data
+
+
 def test_config_file_and_flag_override(tmp_path):
     config = tmp_path / "exp.json"
     config.write_text(json.dumps({"optimizer": "sam", "optimizer_options": {"rho": 0.05},
