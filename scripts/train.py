@@ -6,8 +6,9 @@
 Writes ``WORKDIR/config.json``, ``WORKDIR/metrics.jsonl`` (one JSON object per logged step),
 ``WORKDIR/checkpoints/`` and ``WORKDIR/result.json``; ``--resume`` continues from the latest
 checkpoint; ``--tensorboard`` also writes ``WORKDIR/tensorboard``. ``--config FILE`` reads the
-same keys from JSON (``scripts/configs/``); flags given on the command line override it. ``--devices N`` forces N host devices on CPU (set before JAX
-starts); ``--devices all`` uses every accelerator. Bad flag values exit with code 2.
+same keys from JSON (``scripts/configs/``); flags given on the command line override it.
+``--devices N`` forces N host devices on CPU (set before JAX starts); ``--devices all`` uses
+every accelerator. Bad flag values exit with code 2.
 """
 
 import argparse
