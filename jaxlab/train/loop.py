@@ -237,6 +237,11 @@ def fit(
             if checkpointer is not None and (final or done % config.checkpoint_every == 0):
                 _check_finite(placed, checkpointer)
                 checkpointer.save(done, parallel.get_state(placed), force=final)
+        if eval_fn is not None and not result:  # resumed a finished run: evaluate it anyway
+            result = evaluate(
+                eval_fn, placed, dataset.x_test, dataset.y_test, parallel=parallel,
+                batch_size=config.eval_batch_size,
+            )  # fmt: skip
         state = jax.device_get(parallel.get_state(placed))
     finally:
         metrics_log.close()
