@@ -22,7 +22,7 @@ the error, then replaces ``torch.eig`` with a wrapper around ``torch.linalg.eigh
 
     bash benchmarks/setup_pyhessian.sh    # once
     .venv/bin/python benchmarks/curvature_vs_pyhessian.py [--models small,large] [--repeats 5]
-        [--quiet 0.1] [--threads 0]
+        [--quiet 0.1] [--max-wait 20] [--threads 0]
 """
 
 import argparse
@@ -617,7 +617,7 @@ def jobs(params, batch, keys, v0s):
     ]
 
 
-def run_model(name, worker, log, repeats: int, quiet: float) -> dict:
+def run_model(name, worker, log, repeats: int, quiet: float, max_wait: float = 20.0) -> dict:
     sizes = MODELS[name]
     x, y = digits()
     steps, lr = TRAIN[name]
@@ -656,7 +656,7 @@ def run_model(name, worker, log, repeats: int, quiet: float) -> dict:
     jax.block_until_ready((keys, v0s))
     todo = jobs(params, batch, keys, v0s)
 
-    gate = Gate([os.getpid(), worker.proc.pid], quiet)
+    gate = Gate([os.getpid(), worker.proc.pid], quiet, max_wait)
     first = {}  # compile: first call (wall, number of XLA compiles, compile seconds)
     for label, fn, _, _ in todo:
         if fn is None:
@@ -934,6 +934,12 @@ def main(argv=None):
         help="gate: other processes' cores allowed around a measurement (0: off)",
     )
     parser.add_argument(
+        "--max-wait",
+        type=float,
+        default=20.0,
+        help="gate: seconds to wait for a quiet window before each attempt",
+    )
+    parser.add_argument(
         "--threads", type=int, default=0, help="threads per framework (0: their defaults)"
     )
     parser.add_argument("--pyhessian-worker", action="store_true", help=argparse.SUPPRESS)
@@ -964,7 +970,7 @@ def main(argv=None):
     out = []
     try:
         for name in args.models.split(","):
-            m = run_model(name, worker, log, args.repeats, args.quiet)
+            m = run_model(name, worker, log, args.repeats, args.quiet, args.max_wait)
             if m["density_error"]:
                 print(f"PyHessian's own density(): {m['density_error']} -> torch.eig patched")
             print_table(m)

@@ -29,6 +29,7 @@ from jaxlab.curvature.lanczos import (
     _basis_rows,
     _check_int,
     _check_reortho,
+    _combine_prefix,
     _dot,
     _flatten,
     _hashed,
@@ -160,13 +161,16 @@ def lanczos_eigenvalues(
       k: number of eigenpairs.
       which: ``'largest'`` (algebraic), ``'smallest'`` (algebraic: most negative) or
         ``'magnitude'`` (largest ``|λ|``).
-      max_steps: maximum number of matvecs (and memory: ``max_steps + 1`` stored vectors).
+      max_steps: maximum number of matvecs (and memory: ``max_steps + 1`` stored vectors,
+        rounded up to whole blocks); the time per step follows the steps taken, not this.
       tol: relative Ritz-residual tolerance; 0 stops only on an exactly zero residual estimate
         (an invariant subspace, or float32 underflow of β_j·s_jk), else after ``max_steps``.
       reortho: ``'full'`` (default; needed for reliable ``k > 1``), ``'blocked'`` or ``'none'``
         (Ritz values of converged eigenvalues then repeat, so ``k > 1`` may return copies). See
         :func:`jaxlab.curvature.lanczos.lanczos_tridiag`.
-      block_size: rows per block for ``reortho='blocked'``.
+      block_size: rows per block of the re-orthogonalisation and Ritz-vector loops, which read
+        only the blocks holding filled rows (so the cost follows the steps taken, not
+        ``max_steps``).
 
     Returns:
       :class:`EigenResult` (residuals are the Ritz estimates).
@@ -200,10 +204,10 @@ def lanczos_eigenvalues(
     flat_matvec, ravel, unravel = _flatten(matvec, v0)
     step = partial(_lanczos_step, flat_matvec, reortho=reortho, block_size=block_size, restart=True)
 
-    def check(lz):
+    def check(alphas, betas, j):
         branches = [partial(lambda s, a, b, j: _ritz(a, b, j, s, k, which)[1:3], s) for s in sizes]
-        bucket = jnp.searchsorted(jnp.asarray(sizes), lz.j)
-        res, norm = jax.lax.switch(bucket, branches, lz.alphas, lz.betas, lz.j)
+        bucket = jnp.searchsorted(jnp.asarray(sizes), j)
+        res, norm = jax.lax.switch(bucket, branches, alphas, betas, j)
         return jnp.all(res <= tol * norm)
 
     def cond(carry):
@@ -213,14 +217,18 @@ def lanczos_eigenvalues(
     def body(carry):
         lz, _ = carry
         lz = step(lz)
-        return lz, jax.lax.cond(lz.j >= k, check, lambda _: jnp.asarray(False), lz)
+        # Only T's entries enter the cond, not the state holding the basis.
+        skip = lambda *_: jnp.asarray(False)  # noqa: E731
+        return lz, jax.lax.cond(lz.j >= k, check, skip, lz.alphas, lz.betas, lz.j)
 
-    lz = _lanczos_init(ravel(v0), _basis_rows(max_steps, reortho, block_size), max_steps)
+    rows = _basis_rows(max_steps, block_size)
+    lz = _lanczos_init(ravel(v0), rows, max_steps)
     lz, _ = jax.lax.while_loop(cond, body, (lz, jnp.asarray(False)))
     theta, res, norm, vecs = _ritz(lz.alphas, lz.betas, lz.j, max_steps, k, which)
+    vecs = jnp.zeros((rows, k), vecs.dtype).at[:max_steps].set(vecs)  # 0 on rows ≥ j already
     return EigenResult(
         eigenvalues=theta,
-        eigenvectors=jax.vmap(unravel)(_dot(vecs.T, lz.basis[:max_steps])),
+        eigenvectors=jax.vmap(unravel)(_combine_prefix(vecs, lz.basis, lz.j, block_size)),
         residuals=res,
         num_matvecs=lz.j,
         converged=jnp.all(res <= tol * norm),

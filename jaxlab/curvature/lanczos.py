@@ -105,11 +105,43 @@ def _check_int(name: str, value, low: int = 1) -> None:
 # Re-orthogonalisation and the Lanczos step (flat vectors).
 
 
-def _project_out(w, basis, passes: int = 1):
-    """Classical Gram-Schmidt of ``w`` against every row of ``basis`` (unused rows are zero)."""
+def _project_out_cgs(w, basis, num_rows, block_size: int, passes: int = 2):
+    """Classical Gram-Schmidt of ``w`` against rows ``[0, num_rows)`` of ``basis``, blocked.
+
+    Each pass is ``w ← w − Qᵀ(Q w)`` with every coefficient taken from the same ``w`` (classical,
+    not modified, Gram-Schmidt), summed a block of ``block_size`` rows at a time: the same result
+    as one product with the whole zero-padded basis up to the order of summation, but step ``j``
+    reads only the ``⌈(j + 1)/block_size⌉`` blocks holding filled rows (``O(j·n)``, not
+    ``O(m·n)``). ``num_rows = 0`` costs nothing (used to skip the restart projection).
+    """
+    num_blocks = (num_rows + block_size - 1) // block_size
+
+    def body(b, carry):
+        w, acc = carry
+        rows = jax.lax.dynamic_slice_in_dim(basis, b * block_size, block_size, 0)
+        return w, acc + _dot(_dot(rows, w), rows)
+
     for _ in range(passes):
-        w = w - _dot(_dot(basis, w), basis)
+        _, proj = jax.lax.fori_loop(0, num_blocks, body, (w, jnp.zeros_like(w)))
+        w = w - proj
     return w
+
+
+def _combine_prefix(coeffs, basis, num_rows, block_size: int):
+    """``coeffsᵀ Q`` (``[k, n]``) over rows ``[0, num_rows)`` only, a block at a time.
+
+    ``coeffs`` is ``[rows, k]`` like ``basis``'s rows; the rows after ``num_rows`` (rounded up to
+    a block) are skipped, which changes nothing when their coefficients or basis rows are zero.
+    """
+
+    def body(b, acc):
+        c = jax.lax.dynamic_slice_in_dim(coeffs, b * block_size, block_size, 0)
+        rows = jax.lax.dynamic_slice_in_dim(basis, b * block_size, block_size, 0)
+        return acc + _dot(c.T, rows)
+
+    num_blocks = (num_rows + block_size - 1) // block_size
+    init = jnp.zeros((coeffs.shape[1], basis.shape[1]), basis.dtype)
+    return jax.lax.fori_loop(0, num_blocks, body, init)
 
 
 def _project_out_prefix(w, basis, num_rows, block_size: int):
@@ -174,7 +206,7 @@ def _lanczos_step(
     alpha = _dot(q, w)
     w = w - alpha * q - state.beta_prev * state.q_prev
     if reortho == "full":
-        w = _project_out(w, state.basis, passes=2)
+        w = _project_out_cgs(w, state.basis, j + 1, block_size, passes=2)
     elif reortho == "blocked":
         w = _project_out_prefix(w, state.basis, j + 1, block_size)
     beta = jnp.linalg.norm(w)
@@ -182,11 +214,13 @@ def _lanczos_step(
     breakdown = beta <= jnp.finfo(w.dtype).eps ** 0.75 * scale
 
     if restart:
-
-        def fresh():
-            return _normalize(_project_out(_hashed(w.shape, w.dtype, j), state.basis, 2))
-
-        fallback = jax.lax.cond(breakdown, fresh, lambda: jnp.zeros_like(w))
+        # Neither branch of the cond touches the basis; without a breakdown the projection runs
+        # over 0 rows.
+        fresh = jax.lax.cond(
+            breakdown, lambda: _hashed(w.shape, w.dtype, j), lambda: jnp.zeros_like(w)
+        )
+        num_rows = jnp.where(breakdown, j + 1, 0)
+        fallback = _normalize(_project_out_cgs(fresh, state.basis, num_rows, block_size, 2))
     else:
         fallback = jnp.zeros_like(w)
     q_next = jnp.where(breakdown, fallback, w / jnp.where(breakdown, 1.0, beta))
@@ -194,7 +228,10 @@ def _lanczos_step(
 
     basis = state.basis
     if basis is not None:
-        basis = basis.at[jnp.minimum(j + 1, basis.shape[0] - 1)].set(q_next)
+        # A plain dynamic-update-slice (the row is clamped already), not ``.at[].set``'s scatter
+        # with its out-of-bounds select.
+        row = jnp.minimum(j + 1, basis.shape[0] - 1)
+        basis = jax.lax.dynamic_update_slice_in_dim(basis, q_next[None], row, 0)
     return _Lanczos(
         j=j + 1,
         q=q_next,
@@ -207,12 +244,9 @@ def _lanczos_step(
     )
 
 
-def _basis_rows(num_steps: int, reortho: str, block_size: int) -> int:
-    """Rows to allocate: ``num_steps + 1`` (q_m too), rounded up to whole blocks if blocked."""
-    rows = num_steps + 1
-    if reortho == "blocked":
-        rows = -(-rows // block_size) * block_size
-    return rows
+def _basis_rows(num_steps: int, block_size: int) -> int:
+    """Rows to allocate: ``num_steps + 1`` (q_m too), rounded up to whole blocks."""
+    return -(-(num_steps + 1) // block_size) * block_size
 
 
 # ---------------------------------------------------------------------------------------------
@@ -264,14 +298,15 @@ def lanczos_tridiag(
         pseudo-random vector).
       num_steps: ``m``, the number of matvecs and the size of ``T``; at most the dimension.
       reortho: ``'full'`` — two classical Gram-Schmidt passes of every new vector against the
-        whole stored basis (orthonormal to working precision; ``O(m·n)`` per step, one dense
-        product that suits accelerators); ``'blocked'`` — one block-Gram-Schmidt pass against
-        the filled prefix only, ``block_size`` vectors at a time (``O(j·n)`` at step ``j``, about
-        a quarter of ``'full'``'s re-orthogonalisation work; the cheapest choice on CPU);
+        stored basis (orthonormal to working precision), summed over the filled blocks of
+        ``block_size`` rows only (``O(j·n)`` at step ``j``); ``'blocked'`` — one
+        block-Gram-Schmidt pass against the filled prefix, ``block_size`` vectors at a time
+        (``O(j·n)`` too, about half of ``'full'``'s re-orthogonalisation work);
         ``'none'`` — the bare three-term recurrence: Ritz values of converged eigenvalues repeat
         ("ghosts"), which spoils eigenvector counts but not quadrature, and needs only ``O(n)``
         memory when ``return_basis=False``.
-      block_size: rows per block for ``reortho='blocked'``.
+      block_size: rows per block of the re-orthogonalisation loops (the basis is allocated in
+        whole blocks).
       return_basis: keep and return ``Q`` (``(m + 1)·n`` floats). Re-orthogonalisation stores the
         basis anyway.
 
@@ -307,7 +342,7 @@ def lanczos_tridiag(
         raise ValueError(f"num_steps must be <= the dimension {n} of v0, got num_steps={num_steps}")
     keep = return_basis or reortho != "none"
     flat_matvec, ravel, unravel = _flatten(matvec, v0)
-    state = _lanczos_init(ravel(v0), _basis_rows(num_steps, reortho, block_size) if keep else None,
+    state = _lanczos_init(ravel(v0), _basis_rows(num_steps, block_size) if keep else None,
                           num_steps)  # fmt: skip
     state = jax.lax.fori_loop(
         0,

@@ -344,3 +344,63 @@ def test_bad_inputs_raise_naming_the_argument():
         lobpcg_eigenvalues(op, {"a": jnp.ones((2, 4))}, which="magnitude")
     with pytest.raises(TypeError, match="matvec must return"):
         lanczos_eigenvalues(lambda x: {"b": x["a"]}, v)
+
+
+# ---------------------------------------------------------------------------------------------
+# The blocked prefix kernels behind "cost follows the steps taken" (lanczos.py).
+
+
+@pytest.mark.parametrize("num_rows", [0, 1, 5, 8, 9, 16])
+def test_prefix_gram_schmidt_equals_dense_cgs_on_the_filled_rows(num_rows):
+    """Blocked CGS over rows < num_rows = two dense NumPy CGS passes against those rows only."""
+    from jaxlab.curvature.lanczos import _combine_prefix, _project_out_cgs
+
+    rng = np.random.default_rng(0)
+    n, rows, block = 40, 16, 8
+    q, _ = np.linalg.qr(rng.standard_normal((n, rows)))
+    basis = q.T.copy()
+    basis[num_rows:] = rng.standard_normal((rows - num_rows, n))  # garbage beyond: must be skipped
+    w = rng.standard_normal(n)
+    expect = w.copy()
+    for _ in range(2):  # float64 transcription of classical Gram-Schmidt, twice
+        qq = basis[:num_rows]
+        expect = expect - qq.T @ (qq @ expect)
+    blocks = -(-num_rows // block) * block  # the loop reads whole blocks
+    if blocks > num_rows:  # rows inside the last block are read: make them zero as in Lanczos
+        basis[num_rows:blocks] = 0.0
+    with jax.enable_x64(True):
+        got = jax.jit(_project_out_cgs, static_argnums=(3, 4))(
+            jnp.asarray(w), jnp.asarray(basis), num_rows, block, 2
+        )
+        coeffs = rng.standard_normal((rows, 3))
+        coeffs[num_rows:] = 0.0
+        comb = jax.jit(_combine_prefix, static_argnums=3)(
+            jnp.asarray(coeffs), jnp.asarray(basis), num_rows, block
+        )
+    np.testing.assert_allclose(np.asarray(got), expect, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(
+        np.asarray(comb), coeffs[:num_rows].T @ basis[:num_rows], rtol=1e-12, atol=1e-12
+    )
+    if num_rows:
+        assert np.max(np.abs(basis[:num_rows] @ np.asarray(got))) < 1e-12
+
+
+def test_max_steps_headroom_does_not_change_the_result():
+    """Unused preallocated rows are never read: max_steps = 60 or the steps taken agree."""
+    with jax.enable_x64(True):
+        a = np.diag(np.concatenate([np.linspace(0.0, 1.0, 59), [3.0]]))
+        v0 = jnp.asarray(np.random.default_rng(1).standard_normal(60))
+
+        def run(max_steps):
+            return jax.jit(
+                lambda v: lanczos_eigenvalues(lambda x: jnp.asarray(a) @ x, v, max_steps=max_steps)
+            )(v0)
+
+        big = run(60)
+        small = run(int(big.num_matvecs))
+    assert bool(big.converged) and int(big.num_matvecs) < 60
+    np.testing.assert_allclose(big.eigenvalues, 3.0, rtol=1e-9)
+    np.testing.assert_allclose(big.eigenvalues, small.eigenvalues, rtol=1e-12)
+    np.testing.assert_allclose(
+        np.abs(np.asarray(big.eigenvectors)), np.abs(np.asarray(small.eigenvectors)), atol=1e-9
+    )

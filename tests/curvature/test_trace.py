@@ -352,3 +352,52 @@ def _identity(v):
 def test_bad_input_raises(call, error, match):
     with pytest.raises(error, match=match):
         call()
+
+
+# ----------------------------------------------------------------------------------------------
+# Rademacher probes from random bits
+
+
+@pytest.mark.parametrize("shape", [(1,), (31,), (33,), (7, 13)])
+def test_rademacher_bits_are_fair_independent_signs(shape):
+    """32 signs per random word: ±1 only, fair, and uncorrelated at every bit offset."""
+    draws = np.stack(
+        [
+            np.asarray(tr._rademacher(k, shape, jnp.float32))
+            for k in jax.random.split(jax.random.key(0), 400)
+        ]
+    ).reshape(400, -1)
+    assert set(np.unique(draws)) <= {-1.0, 1.0}
+    flat = np.asarray(
+        jax.jit(lambda k: tr._rademacher(k, (64, 1000), jnp.float32))(jax.random.key(1))
+    ).ravel()
+    # Fair: the mean of 64,000 signs is within 4 standard errors of 0.
+    assert abs(flat.mean()) < 4 / np.sqrt(flat.size)
+    # Independent: neighbours within a word, across words and the same bit of the next word.
+    for lag in (1, 31, 32, 33):
+        assert abs(np.mean(flat[:-lag] * flat[lag:])) < 4 / np.sqrt(flat.size)
+    # Different draws differ, the same key repeats.
+    assert np.mean(draws[0] == draws[1]) < 1.0 or draws.shape[1] == 1
+    np.testing.assert_array_equal(
+        np.asarray(tr._rademacher(jax.random.key(3), shape, jnp.float32)),
+        np.asarray(tr._rademacher(jax.random.key(3), shape, jnp.float32)),
+    )
+
+
+def test_rademacher_probe_pytree_dtypes_and_identity_covariance():
+    """Pytree probes keep each leaf's shape and dtype and have E[v vᵀ] = I (empirically)."""
+    params = {"w": jnp.zeros((4, 5), jnp.bfloat16), "b": jnp.zeros((10,), jnp.float32)}
+    v = tr._sample_probe(jax.random.key(0), params, "rademacher")
+    assert v["w"].dtype == jnp.bfloat16 and v["w"].shape == (4, 5)
+    assert v["b"].dtype == jnp.float32 and v["b"].shape == (10,)
+    vs = jax.vmap(lambda k: _np_ravel_jax(tr._sample_probe(k, PARAMS, "rademacher")))(
+        jax.random.split(jax.random.key(1), 4000)
+    )
+    cov = np.asarray(vs, np.float64).T @ np.asarray(vs, np.float64) / 4000
+    np.testing.assert_allclose(np.diag(cov), 1.0)
+    off = cov[~np.eye(N, dtype=bool)]
+    assert np.max(np.abs(off)) < 5 / np.sqrt(4000)
+
+
+def _np_ravel_jax(tree):
+    return jnp.concatenate([jnp.ravel(x) for x in jax.tree.leaves(tree)])
