@@ -14,27 +14,19 @@ import json
 import os
 import sys
 
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an int, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
+from jaxlab.cli import positive_int
 
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--workdir", required=True, help="a scripts/train.py output directory")
-    p.add_argument("--step", type=_positive, help="checkpoint step (default: the latest)")
+    p.add_argument("--step", type=positive_int, help="checkpoint step (default: the latest)")
     p.add_argument("--out", help="output directory (default: WORKDIR/curvature)")
-    p.add_argument("--num-examples", type=_positive, default=1024)
-    p.add_argument("--top-k", type=_positive, default=5)
-    p.add_argument("--trace-probes", type=_positive, default=100)
-    p.add_argument("--density-runs", type=_positive, default=5)
-    p.add_argument("--density-steps", type=_positive, default=80)
+    p.add_argument("--num-examples", type=positive_int, default=1024)
+    p.add_argument("--top-k", type=positive_int, default=5)
+    p.add_argument("--trace-probes", type=positive_int, default=100)
+    p.add_argument("--density-runs", type=positive_int, default=5)
+    p.add_argument("--density-steps", type=positive_int, default=80)
     p.add_argument("--seed", type=int, default=0)
     return p
 

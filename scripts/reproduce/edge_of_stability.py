@@ -51,32 +51,14 @@ import os
 import sys
 import time
 
+from jaxlab.cli import positive_float, positive_int
+
 SIZES = {
     "small": {"num_examples": 500, "width": 64, "depth": 2, "lr": 0.2, "steps": 1200,
               "eig_every": 20},
     "full": {"num_examples": 1000, "width": 64, "depth": 2, "lr": 0.2, "steps": 4000,
              "eig_every": 20},
 }  # fmt: skip
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an int, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {value}")
-    return value
 
 
 def parser() -> argparse.ArgumentParser:
@@ -88,12 +70,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed of the initialisation and subset")
     p.add_argument("--optimizer", choices=("gd", "momentum"), default="gd")
     p.add_argument("--momentum", type=float, default=0.9, help="β of heavy-ball momentum")
-    p.add_argument("--lr", type=_positive_float, help="learning rate η")
-    p.add_argument("--steps", type=_positive_int, help="number of full-batch steps")
-    p.add_argument("--eig-every", type=_positive_int, help="steps between λ_max measurements")
-    p.add_argument("--num-examples", type=_positive_int, help="training subset size")
-    p.add_argument("--width", type=_positive_int, help="hidden width")
-    p.add_argument("--depth", type=_positive_int, help="number of hidden layers")
+    p.add_argument("--lr", type=positive_float, help="learning rate η")
+    p.add_argument("--steps", type=positive_int, help="number of full-batch steps")
+    p.add_argument("--eig-every", type=positive_int, help="steps between λ_max measurements")
+    p.add_argument("--num-examples", type=positive_int, help="training subset size")
+    p.add_argument("--width", type=positive_int, help="hidden width")
+    p.add_argument("--depth", type=positive_int, help="number of hidden layers")
     return p
 
 

@@ -48,6 +48,8 @@ import os
 import sys
 import time
 
+from jaxlab.cli import positive_float, positive_int
+
 SIZES = {
     "small": {"num_classes": 10, "num_examples": 500, "width": 128, "depth": 2, "lr": 0.05,
               "steps": 50, "density_runs": 4, "density_steps": 60},
@@ -57,26 +59,6 @@ SIZES = {
 BULK_FRACTION = 0.05  # |λ| ≤ 5 % of λ_max counts as "near zero"
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an int, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {value}")
-    return value
-
-
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -84,14 +66,14 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--workdir", required=True, help="output directory (created if missing)")
     p.add_argument("--size", choices=tuple(SIZES), default="full")
     p.add_argument("--seed", type=int, default=0, help="seed of the initialisation and subset")
-    p.add_argument("--lr", type=_positive_float, help="learning rate of full-batch GD")
-    p.add_argument("--steps", type=_positive_int, help="training steps")
-    p.add_argument("--num-examples", type=_positive_int, help="training subset size")
-    p.add_argument("--width", type=_positive_int, help="hidden width")
-    p.add_argument("--depth", type=_positive_int, help="number of hidden layers")
-    p.add_argument("--num-classes", type=_positive_int, help="C: use the digits 0..C-1 only")
-    p.add_argument("--density-runs", type=_positive_int, help="SLQ probes")
-    p.add_argument("--density-steps", type=_positive_int, help="Lanczos steps per SLQ probe")
+    p.add_argument("--lr", type=positive_float, help="learning rate of full-batch GD")
+    p.add_argument("--steps", type=positive_int, help="training steps")
+    p.add_argument("--num-examples", type=positive_int, help="training subset size")
+    p.add_argument("--width", type=positive_int, help="hidden width")
+    p.add_argument("--depth", type=positive_int, help="number of hidden layers")
+    p.add_argument("--num-classes", type=positive_int, help="C: use the digits 0..C-1 only")
+    p.add_argument("--density-runs", type=positive_int, help="SLQ probes")
+    p.add_argument("--density-steps", type=positive_int, help="Lanczos steps per SLQ probe")
     return p
 
 
