@@ -9,9 +9,15 @@ import os
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("MPLBACKEND", "Agg")
-_FLAG = "--xla_force_host_platform_device_count=8"
+# On a loaded 2-core machine the 8 device threads of a collective can take longer to meet than
+# XLA:CPU's default rendezvous timeout, which aborts the process; allow them 20 minutes.
+_FLAGS = (
+    "--xla_force_host_platform_device_count=8"
+    " --xla_cpu_collective_timeout_seconds=1200"
+    " --xla_cpu_collective_call_terminate_timeout_seconds=1200"
+)
 if "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):
-    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + _FLAG).strip()
+    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + _FLAGS).strip()
 
 import jax  # noqa: E402
 
