@@ -30,20 +30,23 @@ def load_dataset(
     data_dir: str | os.PathLike | None = None,
     label_noise: float = 0.0,
     seed: int = 0,
+    data_seed: int | None = None,
     **options,
 ) -> Dataset:
     """Load a registered dataset by name, optionally with symmetric train label noise.
 
     ``data_dir`` is forwarded only to loaders that take it (``fashion_mnist`` optionally,
     ``cifar10`` requires it) and ignored by the others. ``options`` are the loader's own
-    keyword arguments. ``seed`` seeds the label noise only (it cannot reach a loader's own
-    ``seed`` option, whose default is then used).
+    keyword arguments. ``seed`` seeds the label noise; ``data_seed`` is the loader's own
+    ``seed`` (its split or generation; the loader's default when None).
 
     Args:
       name: a key of :data:`DATASETS`.
       data_dir: directory of the data files, for loaders that read files.
       label_noise: fraction of train labels replaced by :func:`with_label_noise` (0: none).
       seed: seed of the label noise.
+      data_seed: the loader's ``seed`` (digits, mnist1d, teacher_student, modular_arithmetic);
+        a ValueError for loaders without one.
       **options: keyword arguments of the loader (e.g. ``image=True``, ``modulus=97``).
 
     Returns:
@@ -72,6 +75,10 @@ def load_dataset(
             raise ValueError(f"dataset {name!r} requires data_dir=, got data_dir=None")
         if data_dir is not None:
             options["data_dir"] = data_dir
+    if data_seed is not None:
+        if "seed" not in params:
+            raise ValueError(f"dataset {name!r} takes no seed, got data_seed={data_seed!r}")
+        options["seed"] = data_seed
     dataset = loader(**options)
     if label_noise:
         dataset = with_label_noise(dataset, label_noise, seed=seed)

@@ -72,3 +72,15 @@ def test_cifar10_through_registry(tmp_path):
             pickle.dump(batch, f, protocol=2)
     ds = load_dataset("cifar10", data_dir=tmp_path, label_noise=0.5, seed=0)
     assert ds.x_train.shape == (10, 32, 32, 3) and ds.noisy_train.sum() == 5
+
+
+def test_data_seed_reaches_the_loader():
+    for seed in (0, 3):
+        got = load_dataset("modular_arithmetic", modulus=7, data_seed=seed)
+        want = modular_arithmetic(modulus=7, seed=seed)
+        np.testing.assert_array_equal(got.x_train, want.x_train)
+    a = load_dataset("modular_arithmetic", modulus=7, data_seed=0)
+    b = load_dataset("modular_arithmetic", modulus=7, data_seed=3)
+    assert not np.array_equal(a.x_train, b.x_train)
+    with pytest.raises(ValueError, match="data_seed"):
+        load_dataset("cifar10", data_dir="/nonexistent", data_seed=1)
