@@ -51,7 +51,7 @@ import os
 import sys
 import time
 
-from jaxlab.cli import positive_float, positive_int
+from jaxlab.cli import positive_float, positive_int, preset, reproduction_parser
 
 SIZES = {
     "small": {"num_examples": 500, "width": 64, "depth": 2, "lr": 0.2, "steps": 1200,
@@ -62,11 +62,7 @@ SIZES = {
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    p.add_argument("--workdir", required=True, help="output directory (created if missing)")
-    p.add_argument("--size", choices=tuple(SIZES), default="full")
+    p = reproduction_parser(__doc__, SIZES)
     p.add_argument("--seed", type=int, default=0, help="seed of the initialisation and subset")
     p.add_argument("--optimizer", choices=("gd", "momentum"), default="gd")
     p.add_argument("--momentum", type=float, default=0.9, help="β of heavy-ball momentum")
@@ -80,10 +76,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 def _settings(p: argparse.ArgumentParser, args) -> dict:
-    cfg = dict(SIZES[args.size])
-    for name in cfg:
-        if getattr(args, name) is not None:
-            cfg[name] = getattr(args, name)
+    cfg = preset(SIZES, args)
     if not 0.0 <= args.momentum < 1.0:
         p.error(f"--momentum must be in [0, 1), got {args.momentum}")
     if cfg["steps"] % cfg["eig_every"]:

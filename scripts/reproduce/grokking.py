@@ -46,6 +46,8 @@ import json
 import os
 import time
 
+from jaxlab.cli import preset, reproduction_parser
+
 VARIANTS = ("softmax", "stablemax", "perp_grad")
 SIZES = {
     "full": {"modulus": 97, "train_fraction": 0.4, "width": 200, "steps": 10000, "eval_every": 100},
@@ -54,9 +56,7 @@ SIZES = {
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--workdir", required=True, help="output directory")
-    p.add_argument("--size", choices=sorted(SIZES), default="full")
+    p = reproduction_parser(__doc__, SIZES)
     p.add_argument("--seed", type=int, default=0, help="seeds the train/test split and the init")
     p.add_argument("--modulus", type=int, help="p (default: from --size)")
     p.add_argument("--train-fraction", type=float, help="fraction of the table to train on")
@@ -70,10 +70,7 @@ def parser() -> argparse.ArgumentParser:
 
 def _settings(p: argparse.ArgumentParser, args: argparse.Namespace) -> dict:
     """The size preset overridden by the flags given, validated (``parser.error`` on bad values)."""
-    cfg = dict(SIZES[args.size])
-    for name in cfg:
-        if getattr(args, name) is not None:
-            cfg[name] = getattr(args, name)
+    cfg = preset(SIZES, args)
     if cfg["modulus"] < 2:
         p.error(f"--modulus must be >= 2, got {cfg['modulus']}")
     if not 0.0 < cfg["train_fraction"] < 1.0:

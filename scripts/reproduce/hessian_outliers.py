@@ -48,7 +48,7 @@ import os
 import sys
 import time
 
-from jaxlab.cli import positive_float, positive_int
+from jaxlab.cli import positive_float, positive_int, preset, reproduction_parser
 
 SIZES = {
     "small": {"num_classes": 10, "num_examples": 500, "width": 128, "depth": 2, "lr": 0.05,
@@ -60,11 +60,7 @@ BULK_FRACTION = 0.05  # |λ| ≤ 5 % of λ_max counts as "near zero"
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    p.add_argument("--workdir", required=True, help="output directory (created if missing)")
-    p.add_argument("--size", choices=tuple(SIZES), default="full")
+    p = reproduction_parser(__doc__, SIZES)
     p.add_argument("--seed", type=int, default=0, help="seed of the initialisation and subset")
     p.add_argument("--lr", type=positive_float, help="learning rate of full-batch GD")
     p.add_argument("--steps", type=positive_int, help="training steps")
@@ -78,10 +74,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 def _settings(p: argparse.ArgumentParser, args) -> dict:
-    cfg = dict(SIZES[args.size])
-    for name in cfg:
-        if getattr(args, name) is not None:
-            cfg[name] = getattr(args, name)
+    cfg = preset(SIZES, args)
     if cfg["num_examples"] > 1437:  # digits' training split (80 % of 1797)
         p.error(f"--num-examples must be <= 1437 (digits train split), got {cfg['num_examples']}")
     if not 2 <= cfg["num_classes"] <= 10:

@@ -39,6 +39,8 @@ import json
 import os
 import time
 
+from jaxlab.cli import preset, reproduction_parser
+
 SCHEDULES = ("d2z", "cosine_10pct")
 SIZES = {
     "full": {
@@ -71,9 +73,7 @@ WARMUP_FRACTION = 0.05
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--workdir", required=True, help="output directory")
-    p.add_argument("--size", choices=sorted(SIZES), default="full")
+    p = reproduction_parser(__doc__, SIZES)
     p.add_argument("--seed", type=int, default=0, help="seeds the chain, the corpus and the init")
     p.add_argument("--vocab-size", type=int, help="V, tokens of the Markov chain")
     p.add_argument("--order", type=int, help="k, order of the Markov chain (1 or 2)")
@@ -90,10 +90,7 @@ def parser() -> argparse.ArgumentParser:
 
 def _settings(p: argparse.ArgumentParser, args: argparse.Namespace) -> dict:
     """The size preset overridden by the flags given, validated (``parser.error`` on bad values)."""
-    cfg = dict(SIZES[args.size])
-    for name in cfg:
-        if getattr(args, name) is not None:
-            cfg[name] = getattr(args, name)
+    cfg = preset(SIZES, args)
     for name in ("vocab_size", "seq_len", "batch_size", "steps", "d_model", "num_layers"):
         if cfg[name] < 1:
             p.error(f"--{name.replace('_', '-')} must be >= 1, got {cfg[name]}")

@@ -45,6 +45,8 @@ import sys
 import time
 from pathlib import Path
 
+from jaxlab.cli import preset, reproduction_parser
+
 OPTIMIZERS = ("sgdm", "momo", "adam", "momo_adam")
 PAIRS = (("sgdm", "momo"), ("adam", "momo_adam"))
 SIZES = {
@@ -66,9 +68,7 @@ SIZES = {
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--workdir", required=True)
-    p.add_argument("--size", choices=sorted(SIZES), default="full")
+    p = reproduction_parser(__doc__, SIZES)
     p.add_argument("--seeds", type=int, nargs="+", help="default: per size")
     p.add_argument("--steps", type=int, help="default: per size")
     p.add_argument("--batch-size", type=int, help="default: per size")
@@ -81,10 +81,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 def _check_args(p: argparse.ArgumentParser, args) -> dict:
-    cfg = dict(SIZES[args.size])
-    for name in ("seeds", "steps", "batch_size"):
-        if getattr(args, name) is not None:
-            cfg[name] = getattr(args, name)
+    cfg = preset(SIZES, args, ("seeds", "steps", "batch_size"))
     for name in ("steps", "batch_size"):
         if cfg[name] < 1:
             p.error(f"--{name.replace('_', '-')} must be >= 1, got {cfg[name]}")

@@ -49,6 +49,8 @@ import sys
 import time
 from pathlib import Path
 
+from jaxlab.cli import preset, reproduction_parser
+
 OPTIMIZERS = ("sgdm", "sam", "asam", "looksam")
 SIZES = {
     "small": {
@@ -78,9 +80,7 @@ NOISE_LEVELS = (0.0, 0.4)
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--workdir", required=True)
-    p.add_argument("--size", choices=sorted(SIZES), default="full")
+    p = reproduction_parser(__doc__, SIZES)
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--optimizers", nargs="+", choices=OPTIMIZERS, help="default: per size")
     p.add_argument("--steps", type=int, help="training steps (default: per size)")
@@ -105,11 +105,8 @@ def parser() -> argparse.ArgumentParser:
 
 
 def _check_args(p: argparse.ArgumentParser, args) -> dict:
-    cfg = dict(SIZES[args.size])
     names = ("steps", "batch_size", "eval_every", "curvature_examples", "trace_probes")
-    for name in (*names, "optimizers"):
-        if getattr(args, name) is not None:
-            cfg[name] = getattr(args, name)
+    cfg = preset(SIZES, args, (*names, "optimizers"))
     if args.targets is not None:
         cfg["targets"] = tuple(args.targets)
     positive_ints = ("steps", "batch_size", "eval_every", "curvature_examples")
