@@ -27,6 +27,7 @@ from jaxlab.curvature.operators import (
     _resolve_mask,
     _stacked_or_single_hessian,
 )
+from jaxlab.curvature.trace import _sample_probe
 from jaxlab.optim._checks import check_positive
 
 SIGMA_RULES = ("pyhessian", "scale_free")
@@ -76,14 +77,7 @@ def tridiag_quadrature(alphas, betas, *, host_float64: bool = True):
 
 
 def _rademacher_probe(key, params_like, mask):
-    leaves, treedef = jax.tree.flatten(params_like)
-    keys = jax.random.split(key, len(leaves))
-    v = treedef.unflatten(
-        [
-            jax.random.rademacher(k, jnp.shape(x), jnp.result_type(x))
-            for k, x in zip(keys, leaves, strict=True)
-        ]
-    )
+    v = _sample_probe(key, params_like, "rademacher")
     v = _apply_mask(mask, v)
     inv = 1.0 / tree_norm(v)
     return jax.tree.map(lambda x: (x * inv.astype(x.dtype)).astype(x.dtype), v)

@@ -37,7 +37,6 @@ from jaxlab.curvature.lanczos import (
     _lanczos_step,
     _normalize,
     _num_elements,
-    _random_like,
 )
 from jaxlab.curvature.operators import (
     _apply_mask,
@@ -46,6 +45,7 @@ from jaxlab.curvature.operators import (
     _resolve_mask,
     _stacked_or_single_hessian,
 )
+from jaxlab.curvature.trace import _sample_probe
 from jaxlab.optim._checks import check_non_negative
 
 WHICH = ("largest", "smallest", "magnitude")
@@ -120,10 +120,10 @@ def _ritz(alphas, betas, j, size: int, k: int, which: str):
 
 
 def _bucket_sizes(k: int, max_steps: int) -> tuple[int, ...]:
-    """Padded sizes at which the convergence check solves ``T_j``: 32 (or ``2k``), then all.
+    """Step limits of the solver's phases: 32 (or ``2k``), then ``max_steps``.
 
-    Small ``j`` (the common case) pays for a 32 × 32 eigenproblem only; each size is one more
-    ``lax.switch`` branch to compile (≈ 0.15 s on CPU), hence two.
+    The first phase keeps a basis of that many rows and checks convergence on a 32 × 32 padded
+    eigenproblem; only a solve that needs more steps pays for the ``max_steps`` ones.
     """
     small = min(max_steps, max(2 * k, 32))
     return (small,) if small == max_steps else (small, max_steps)
@@ -161,8 +161,9 @@ def lanczos_eigenvalues(
       k: number of eigenpairs.
       which: ``'largest'`` (algebraic), ``'smallest'`` (algebraic: most negative) or
         ``'magnitude'`` (largest ``|λ|``).
-      max_steps: maximum number of matvecs (and memory: ``max_steps + 1`` stored vectors,
-        rounded up to whole blocks); the time per step follows the steps taken, not this.
+      max_steps: maximum number of matvecs. Time and memory follow the steps taken: the first
+        ``max(32, 2k)`` steps store their vectors in a basis of that size; a solve that needs
+        more copies it into one of ``max_steps + 1`` rows (rounded up to whole blocks).
       tol: relative Ritz-residual tolerance; 0 stops only on an exactly zero residual estimate
         (an invariant subspace, or float32 underflow of β_j·s_jk), else after ``max_steps``.
       reortho: ``'full'`` (default; needed for reliable ``k > 1``), ``'blocked'`` or ``'none'``
@@ -189,7 +190,9 @@ def lanczos_eigenvalues(
       (``v0`` in an invariant subspace) restarts from a pseudo-random vector orthogonal to the
       basis.
       The convergence check solves a padded tridiagonal eigenproblem of size 32 while ``j ≤ 32``
-      and of size ``max_steps`` after, which stays small next to a Hessian product.
+      and of size ``max_steps`` after, which stays small next to a Hessian product. Why two
+      phases: zero-filling a ``max_steps``-row basis of a 85k-parameter model costs ≈ 15 ms on
+      CPU (fresh pages), more than three Hessian products, in a solve that typically takes 15.
     """
     n = _num_elements(v0)
     _check_int("max_steps", max_steps)
@@ -203,36 +206,47 @@ def lanczos_eigenvalues(
     sizes = _bucket_sizes(k, max_steps)
     flat_matvec, ravel, unravel = _flatten(matvec, v0)
     step = partial(_lanczos_step, flat_matvec, reortho=reortho, block_size=block_size, restart=True)
+    skip = lambda *_: jnp.asarray(False)  # noqa: E731
 
-    def check(alphas, betas, j):
-        branches = [partial(lambda s, a, b, j: _ritz(a, b, j, s, k, which)[1:3], s) for s in sizes]
-        bucket = jnp.searchsorted(jnp.asarray(sizes), j)
-        res, norm = jax.lax.switch(bucket, branches, alphas, betas, j)
-        return jnp.all(res <= tol * norm)
+    def run(lz, size):
+        """Steps until the ``k`` wanted Ritz pairs of ``T_j`` (padded to ``size``) converge."""
 
-    def cond(carry):
-        lz, done = carry
-        return (lz.j < max_steps) & ~done
+        def converged(alphas, betas, j):
+            res, norm = _ritz(alphas, betas, j, size, k, which)[1:3]
+            return jnp.all(res <= tol * norm)
 
-    def body(carry):
-        lz, _ = carry
-        lz = step(lz)
-        # Only T's entries enter the cond, not the state holding the basis.
-        skip = lambda *_: jnp.asarray(False)  # noqa: E731
-        return lz, jax.lax.cond(lz.j >= k, check, skip, lz.alphas, lz.betas, lz.j)
+        def body(carry):
+            lz = step(carry[0])
+            # Only T's entries enter the cond, not the state holding the basis.
+            return lz, jax.lax.cond(lz.j >= k, converged, skip, lz.alphas, lz.betas, lz.j)
 
-    rows = _basis_rows(max_steps, block_size)
-    lz = _lanczos_init(ravel(v0), rows, max_steps)
-    lz, _ = jax.lax.while_loop(cond, body, (lz, jnp.asarray(False)))
-    theta, res, norm, vecs = _ritz(lz.alphas, lz.betas, lz.j, max_steps, k, which)
-    vecs = jnp.zeros((rows, k), vecs.dtype).at[:max_steps].set(vecs)  # 0 on rows ≥ j already
-    return EigenResult(
-        eigenvalues=theta,
-        eigenvectors=jax.vmap(unravel)(_combine_prefix(vecs, lz.basis, lz.j, block_size)),
-        residuals=res,
-        num_matvecs=lz.j,
-        converged=jnp.all(res <= tol * norm),
-    )
+        return jax.lax.while_loop(
+            lambda carry: (carry[0].j < size) & ~carry[1], body, (lz, jnp.asarray(False))
+        )
+
+    def finish(lz, size):
+        theta, res, norm, vecs = _ritz(lz.alphas, lz.betas, lz.j, size, k, which)
+        vecs = jnp.zeros((lz.basis.shape[0], k), vecs.dtype).at[:size].set(vecs)  # 0 on rows ≥ j
+        return EigenResult(
+            eigenvalues=theta,
+            eigenvectors=jax.vmap(unravel)(_combine_prefix(vecs, lz.basis, lz.j, block_size)),
+            residuals=res,
+            num_matvecs=lz.j,
+            converged=jnp.all(res <= tol * norm),
+        )
+
+    def more(lz):
+        basis = jnp.zeros((_basis_rows(max_steps, block_size), lz.basis.shape[1]), lz.basis.dtype)
+        basis = jax.lax.dynamic_update_slice_in_dim(basis, lz.basis, 0, 0)
+        return finish(run(lz._replace(basis=basis), max_steps)[0], max_steps)
+
+    # Most solves converge within sizes[0] steps: they run on a basis of that many rows, and the
+    # max_steps-row basis (whose zero-filling alone costs more than a few steps on CPU) is
+    # allocated only when they do not.
+    lz, done = run(_lanczos_init(ravel(v0), _basis_rows(sizes[0], block_size), max_steps), sizes[0])
+    if len(sizes) == 1:
+        return finish(lz, sizes[0])
+    return jax.lax.cond(done, partial(finish, size=sizes[0]), more, lz)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -485,7 +499,7 @@ def _hessian_eigenvalues(
     )
     if method == "lanczos":
         v0 = (
-            _random_like(key, params)
+            _sample_probe(key, params, "normal")
             if init is None
             else jax.tree.map(lambda x: jnp.sum(x, axis=0), init)
         )
@@ -500,7 +514,7 @@ def _hessian_eigenvalues(
         )
     x0 = init
     if x0 is None:
-        x0 = jax.vmap(lambda kk: _random_like(kk, params))(jax.random.split(key, k))
+        x0 = jax.vmap(lambda kk: _sample_probe(kk, params, "normal"))(jax.random.split(key, k))
     return lobpcg_eigenvalues(
         op,
         _apply_mask(mask, x0, batch_dims=1),

@@ -75,18 +75,6 @@ def _hashed(shape, dtype, seed):
     return h - jnp.floor(h) - 0.5
 
 
-def _random_like(key, tree):
-    """Standard normal pytree shaped like ``tree`` (one key per leaf)."""
-    leaves, treedef = jax.tree.flatten(tree)
-    keys = jax.random.split(key, len(leaves))
-    return treedef.unflatten(
-        [
-            jax.random.normal(k, x.shape, accumulation_dtype(x)).astype(x.dtype)
-            for k, x in zip(keys, leaves, strict=True)
-        ]
-    )
-
-
 def _num_elements(tree) -> int:
     return sum(int(jnp.size(x)) for x in jax.tree.leaves(tree))
 

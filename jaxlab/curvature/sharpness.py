@@ -98,14 +98,7 @@ def _axpy(a, x, y):
 
 def _random_init(key, params, rho, norm):
     if norm == "linf":
-        leaves, treedef = jax.tree.flatten(params)
-        keys = jax.random.split(key, len(leaves))
-        return treedef.unflatten(
-            [
-                jax.random.uniform(k, w.shape, w.dtype, -rho, rho)
-                for k, w in zip(keys, leaves, strict=True)
-            ]
-        )
+        return jax.tree.map(lambda u: u * rho, _sample_probe(key, params, "uniform"))
     z = _sample_probe(key, params, "normal")
     return _project(jax.tree.map(lambda x: x * (2.0 * rho), z), rho, "l2")
 

@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 from jax.scipy.linalg import solve_triangular
 
-from jaxlab._tree import tree_vdot
+from jaxlab._tree import tree_accumulation_dtype, tree_vdot
 from jaxlab.curvature.operators import _resolve_mask, hessian_operator
 
 _PROBES = ("rademacher", "normal")
@@ -90,26 +90,27 @@ def _rademacher(key, shape, dtype):
 
 
 def _sample_probe(key, params_like, probe: str):
-    """One probe shaped like ``params_like``: Rademacher (±1) or standard normal entries.
+    """One random vector shaped like ``params_like``: Rademacher (±1), standard normal, or
+    uniform on ``[-1, 1)`` (``probe='uniform'``) entries.
 
-    Rademacher probes are drawn as one flat vector of signs and cut into the leaves.
+    Drawn as one flat vector (in float32, or float64 for float64 leaves) and cut into the leaves:
+    one generator call whatever the number of leaves, which compiles several times faster on CPU
+    than a threefry draw per leaf.
     """
     leaves, treedef = jax.tree.flatten(params_like)
+    sizes = [math.prod(x.shape) for x in leaves]
+    n = sum(sizes)
     if probe == "rademacher":
-        sizes = [math.prod(x.shape) for x in leaves]
-        flat = _rademacher(key, (sum(sizes),), jnp.int8)
-        offsets = [sum(sizes[:i]) for i in range(len(sizes))]
-        return treedef.unflatten(
-            [
-                flat[lo : lo + size].reshape(x.shape).astype(x.dtype)
-                for lo, size, x in zip(offsets, sizes, leaves, strict=True)
-            ]
-        )
-    keys = jax.random.split(key, len(leaves))
+        flat = _rademacher(key, (n,), jnp.int8)
+    elif probe == "normal":
+        flat = jax.random.normal(key, (n,), tree_accumulation_dtype(params_like))
+    else:
+        flat = jax.random.uniform(key, (n,), tree_accumulation_dtype(params_like), -1.0, 1.0)
+    offsets = [sum(sizes[:i]) for i in range(len(sizes))]
     return treedef.unflatten(
         [
-            jax.random.normal(k, tuple(x.shape), dtype=x.dtype)
-            for k, x in zip(keys, leaves, strict=True)
+            flat[lo : lo + size].reshape(x.shape).astype(x.dtype)
+            for lo, size, x in zip(offsets, sizes, leaves, strict=True)
         ]
     )
 

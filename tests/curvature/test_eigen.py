@@ -404,3 +404,26 @@ def test_max_steps_headroom_does_not_change_the_result():
     np.testing.assert_allclose(
         np.abs(np.asarray(big.eigenvectors)), np.abs(np.asarray(small.eigenvectors)), atol=1e-9
     )
+
+
+def test_solves_past_the_first_basis_continue_the_same_recurrence():
+    """A solve that needs more than the first 32-row basis moves to the max_steps basis and
+    carries on: its Ritz values are those of ``lanczos_tridiag`` run for the same steps, and its
+    Ritz vectors are true eigenvectors (not the result of a restart)."""
+    values = np.r_[np.linspace(0.0, 1.0, 298), 1.02, 1.03]  # small gaps: slow convergence
+    with jax.enable_x64(True):
+        a = np.diag(values)
+        v0 = jnp.asarray(np.random.default_rng(0).standard_normal(300))
+        op = lambda x: jnp.asarray(a) @ x  # noqa: E731
+        res = jax.device_get(
+            jax.jit(lambda v: lanczos_eigenvalues(op, v, k=2, max_steps=200, tol=1e-9))(v0)
+        )
+        m = int(res.num_matvecs)
+        t = jax.device_get(jax.jit(lambda v: lanczos_tridiag(op, v, m, reortho="full"))(v0))
+    assert 32 < m < 200 and bool(res.converged)
+    tri = np.diag(t.alphas) + np.diag(t.betas, 1) + np.diag(t.betas, -1)
+    np.testing.assert_allclose(res.eigenvalues, np.linalg.eigvalsh(tri)[::-1][:2], rtol=1e-12)
+    np.testing.assert_allclose(res.eigenvalues, [1.03, 1.02], rtol=1e-8)
+    y = np.asarray(res.eigenvectors)
+    np.testing.assert_allclose(np.abs(y[:, -2:]), np.eye(2)[::-1], atol=1e-4)
+    assert np.max(np.linalg.norm(y @ a - res.eigenvalues[:, None] * y, axis=1)) < 1e-8
