@@ -155,17 +155,17 @@ ax.figure.savefig(OUT / "interpolation.png", dpi=120)
 # %% [markdown]
 # ## Check
 #
-# Every surface is finite, each 1-D slice is lowest at (or next to) the solution α = 0, the 2-D
-# surfaces are lowest near the centre, and the barrier is finite and non-negative (its chord
-# passes through both endpoints, so the gap is 0 there).
+# Every surface is finite; on each 1-D slice and 2-D surface the solution (the centre) lies in
+# the bottom 5 % of the surface's range (minibatch SGD stops near, not exactly at, the minimum of
+# the full-batch loss, so the lowest grid point may be a few steps away); and the barrier is
+# finite and non-negative (its chord passes through both endpoints, so the gap is 0 there).
 
 # %%
 for name in solutions:
     assert np.all(np.isfinite(np.asarray(slices[name]))), name
     assert np.all(np.isfinite(np.asarray(surfaces[name]))), name
-    best = float(alphas[int(jnp.argmin(slices[name]))])
-    assert abs(best) <= 0.1, (name, best)
-    i, j = np.unravel_index(int(jnp.argmin(surfaces[name])), surfaces[name].shape)
-    assert abs(float(grid[i])) <= 0.2 and abs(float(grid[j])) <= 0.2, (name, grid[i], grid[j])
+    for values in (np.asarray(slices[name]), np.asarray(surfaces[name])):
+        centre = values[(len(values) // 2,) * values.ndim]
+        assert centre - values.min() <= 0.05 * (values.max() - values.min()), (name, centre)
 assert np.all(np.isfinite(np.asarray(barrier.losses)))
 assert np.isfinite(float(barrier.barrier)) and float(barrier.barrier) >= 0.0

@@ -34,6 +34,10 @@ grows from 88 to 270 and the fraction of training examples with an exactly-zero 
 passes 1 % at step 5100, 50 % at 6800 and reaches 99.9 % at 10000 (collapse: no gradient left).
 ⊥Grad reaches 90 % test accuracy by step 200 and 100 % at the end (logit norm 70). StableMax
 never collapses (no zero losses) but stays at 0.04 % test accuracy with a logit norm of 2·10⁴.
+StableMax is therefore *not* reproduced here: the paper's StableMax run (official code,
+Figure 1) takes 80 000 full-batch epochs of Adam with ε = 1e-25 and β₂ = 0.999, a float64 loss
+and a bias-free MLP on p = 113, out of reach of a CPU session; with those Adam settings on
+p = 59, 20 000 steps still give 0 % test accuracy while the logit norm grows to 10⁵.
 
 Writes ``WORKDIR/result.json`` (config; per variant the curves ``step``, ``train_accuracy``,
 ``test_accuracy``, ``train_loss``, ``zero_loss_fraction`` (fraction of training examples whose

@@ -53,6 +53,14 @@ def test_sam_flatter_at_matched_loss_and_better_under_label_noise(tmp_path):
         assert (tmp_path / name).stat().st_size > 0
 
 
+def test_train_examples_takes_a_random_subset(tmp_path):
+    flags = "--size small --train-examples 300 --steps 20 --eval-every 10 --seeds 0"
+    flags += " --curvature-examples 64 --trace-probes 2 --lanczos-steps 3"
+    assert sam_flatness.main([*flags.split(), "--workdir", str(tmp_path)]) == 0
+    result = json.loads((tmp_path / "result.json").read_text())
+    assert result["train_examples"] == 300 and result["curvature_examples"] == 64
+
+
 @pytest.mark.parametrize(
     "flags",
     [
@@ -67,6 +75,7 @@ def test_sam_flatter_at_matched_loss_and_better_under_label_noise(tmp_path):
         ["--optimizers", "sam", "asam"],
         ["--optimizers", "adam"],
         ["--trace-probes", "1"],
+        ["--train-examples", "0"],
     ],
 )
 def test_bad_flags_exit_2(tmp_path, flags):
