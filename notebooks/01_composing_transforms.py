@@ -54,7 +54,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import optax
 
-from jaxlab import data, losses, optim
+from jaxlab import data, losses, optim, train
 
 OUT = Path(os.environ.get("JAXLAB_NOTEBOOK_OUT") or tempfile.mkdtemp(prefix="jaxlab-notebook-"))
 OUT.mkdir(parents=True, exist_ok=True)
@@ -65,8 +65,9 @@ print("figures go to", OUT)
 #
 # Softmax regression (64 inputs, 10 classes) on 512 standardised digits, full batch. The loss
 # uses jaxlab's per-example cross-entropy reduced by `losses.weighted_mean`.
-# `run(tx, steps)` trains with any transform, passing `value=` and `loss_fn=` to `update`
-# (transforms that do not use them ignore them through `optax.with_extra_args_support`).
+# `run(tx, steps)` trains with any transform through `train.full_batch_descent` (one `lax.scan`),
+# which passes `value=` and `loss_fn=` to `update` (transforms that do not use them ignore them
+# through `optax.with_extra_args_support`).
 
 # %%
 ds = data.standardize(data.load_dataset("digits"))
@@ -80,18 +81,7 @@ def loss_fn(params, batch):
 
 
 def run(tx, steps=100, params=init_params):
-    tx = optax.with_extra_args_support(tx)
-
-    def step(carry, _):
-        params, state = carry
-        value, grads = jax.value_and_grad(loss_fn)(params, batch)
-        updates, state = tx.update(
-            grads, state, params, value=value, loss_fn=lambda p: loss_fn(p, batch)
-        )
-        return (optax.apply_updates(params, updates), state), value
-
-    (params, state), history = jax.lax.scan(step, (params, tx.init(params)), length=steps)
-    return params, state, history
+    return train.full_batch_descent(loss_fn, tx, params, batch, steps)
 
 
 # %% [markdown]

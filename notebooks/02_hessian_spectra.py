@@ -77,19 +77,9 @@ batch = (model_state, {"x": jnp.asarray(ds.x_train[:512]), "y": jnp.asarray(ds.y
 tx = optax.adam(1e-2)
 
 
-@jax.jit
-def fit(params):
-    def step(carry, _):
-        params, opt_state = carry
-        loss, grads = jax.value_and_grad(loss_fn)(params, batch)
-        updates, opt_state = tx.update(grads, opt_state, params)
-        return (optax.apply_updates(params, updates), opt_state), loss
-
-    (params, _), history = jax.lax.scan(step, (params, tx.init(params)), length=300)
-    return params, history
-
-
-params, history = fit(params)
+params, _, history = jax.jit(
+    lambda p: train.full_batch_descent(loss_fn, tx, p, batch, num_steps=300)
+)(params)
 print(f"training loss {float(history[0]):.3f} -> {float(history[-1]):.4f}")
 
 K = 2 * NUM_CLASSES

@@ -47,7 +47,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import optax
 
-from jaxlab import curvature, data, losses, models
+from jaxlab import curvature, data, losses, models, train
 
 OUT = Path(os.environ.get("JAXLAB_NOTEBOOK_OUT") or tempfile.mkdtemp(prefix="jaxlab-notebook-"))
 OUT.mkdir(parents=True, exist_ok=True)
@@ -86,7 +86,8 @@ print(f"2/η = {threshold:.3f}")
 # %% [markdown]
 # ## Full-batch GD with sharpness tracking
 #
-# `STEPS_PER_CHUNK` GD steps run in one compiled `lax.scan`; between chunks we measure λ_max.
+# `STEPS_PER_CHUNK` GD steps run in one compiled `lax.scan` (`train.full_batch_descent`);
+# between chunks we measure λ_max.
 # The start block for LOBPCG is a random vector at first and the last eigenvector afterwards
 # (the same pytree structure every call, so `hessian_eigenvalues` compiles once).
 
@@ -94,18 +95,7 @@ print(f"2/η = {threshold:.3f}")
 tx = optax.sgd(LEARNING_RATE)
 
 
-@jax.jit
-def gd_chunk(params, opt_state):
-    def step(carry, _):
-        params, opt_state = carry
-        loss, grads = jax.value_and_grad(loss_fn)(params, batch)
-        updates, opt_state = tx.update(grads, opt_state, params)
-        return (optax.apply_updates(params, updates), opt_state), loss
-
-    (params, opt_state), chunk_losses = jax.lax.scan(
-        step, (params, opt_state), length=STEPS_PER_CHUNK
-    )
-    return params, opt_state, chunk_losses
+gd_chunk = jax.jit(lambda p, s: train.full_batch_descent(loss_fn, tx, p, batch, STEPS_PER_CHUNK, s))
 
 
 opt_state = tx.init(params)

@@ -2,6 +2,7 @@
 device, under ``pmap`` or under ``jit(shard_map)``, orbax checkpoints, and the host loop."""
 
 from jaxlab.train.checkpoint import Checkpointer
+from jaxlab.train.full_batch import full_batch_descent
 from jaxlab.train.loop import (
     LoopConfig,
     MetricsLog,
@@ -26,6 +27,7 @@ __all__ = [
     "classification_objective",
     "evaluate",
     "fit",
+    "full_batch_descent",
     "make_eval_step",
     "make_train_step",
     "read_metrics",
