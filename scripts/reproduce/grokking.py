@@ -37,7 +37,8 @@ never collapses (no zero losses) but stays at 0.04 % test accuracy with a logit 
 StableMax is therefore *not* reproduced here: the paper's StableMax run (official code,
 Figure 1) takes 80 000 full-batch epochs of Adam with ε = 1e-25 and β₂ = 0.999, a float64 loss
 and a bias-free MLP on p = 113, out of reach of a CPU session; with those Adam settings on
-p = 59, 20 000 steps still give 0 % test accuracy while the logit norm grows to 10⁵.
+p = 59, 20 000 steps still give 0 % test accuracy while the logit norm grows to 10⁵, with
+biases or without.
 
 Writes ``WORKDIR/result.json`` (config; per variant the curves ``step``, ``train_accuracy``,
 ``test_accuracy``, ``train_loss``, ``zero_loss_fraction`` (fraction of training examples whose
