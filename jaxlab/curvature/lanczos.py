@@ -22,6 +22,7 @@ from jaxlab._tree import accumulation_dtype
 MatVec = Callable[[Any], Any]
 REORTHO = ("full", "blocked", "none")
 _HIGHEST = jax.lax.Precision.HIGHEST
+_DGKS = 1.0 / math.sqrt(2.0)  # repeat a Gram-Schmidt pass that kept less of ‖w‖ than this
 
 
 # ---------------------------------------------------------------------------------------------
@@ -93,26 +94,31 @@ def _check_int(name: str, value, low: int = 1) -> None:
 # Re-orthogonalisation and the Lanczos step (flat vectors).
 
 
-def _project_out_cgs(w, basis, num_rows, block_size: int, passes: int = 2):
-    """Classical Gram-Schmidt of ``w`` against rows ``[0, num_rows)`` of ``basis``, blocked.
+def _project_out_cgs(w, basis, num_rows, block_size: int):
+    """Classical Gram-Schmidt of ``w`` against rows ``[0, num_rows)`` of ``basis``, blocked,
+    with a second pass only where the first cancelled much of ``w``.
 
-    Each pass is ``w ← w − Qᵀ(Q w)`` with every coefficient taken from the same ``w`` (classical,
+    A pass is ``w ← w − Qᵀ(Q w)`` with every coefficient taken from the same ``w`` (classical,
     not modified, Gram-Schmidt), summed a block of ``block_size`` rows at a time: the same result
     as one product with the whole zero-padded basis up to the order of summation, but step ``j``
     reads only the ``⌈(j + 1)/block_size⌉`` blocks holding filled rows (``O(j·n)``, not
-    ``O(m·n)``). ``num_rows = 0`` costs nothing (used to skip the restart projection).
+    ``O(m·n)``). The pass is repeated when it shrank ``‖w‖`` below ``1/√2`` of its value (the
+    Daniel-Gragg-Kaufman-Stewart criterion): otherwise one pass is already orthogonal to working
+    precision, and "twice is enough" when it is not. The second pass runs over 0 rows when it is
+    not needed, and ``num_rows = 0`` costs nothing (used to skip the restart projection).
     """
-    num_blocks = (num_rows + block_size - 1) // block_size
 
-    def body(b, carry):
-        w, acc = carry
-        rows = jax.lax.dynamic_slice_in_dim(basis, b * block_size, block_size, 0)
-        return w, acc + _dot(_dot(rows, w), rows)
+    def one_pass(w, rows):
+        def body(b, acc):
+            block = jax.lax.dynamic_slice_in_dim(basis, b * block_size, block_size, 0)
+            return acc + _dot(_dot(block, w), block)
 
-    for _ in range(passes):
-        _, proj = jax.lax.fori_loop(0, num_blocks, body, (w, jnp.zeros_like(w)))
-        w = w - proj
-    return w
+        num_blocks = (rows + block_size - 1) // block_size
+        return w - jax.lax.fori_loop(0, num_blocks, body, jnp.zeros_like(w))
+
+    once = one_pass(w, num_rows)
+    again = jnp.linalg.norm(once) < _DGKS * jnp.linalg.norm(w)
+    return one_pass(once, jnp.where(again, num_rows, 0))
 
 
 def _combine_prefix(coeffs, basis, num_rows, block_size: int):
@@ -194,7 +200,7 @@ def _lanczos_step(
     alpha = _dot(q, w)
     w = w - alpha * q - state.beta_prev * state.q_prev
     if reortho == "full":
-        w = _project_out_cgs(w, state.basis, j + 1, block_size, passes=2)
+        w = _project_out_cgs(w, state.basis, j + 1, block_size)
     elif reortho == "blocked":
         w = _project_out_prefix(w, state.basis, j + 1, block_size)
     beta = jnp.linalg.norm(w)
@@ -208,7 +214,7 @@ def _lanczos_step(
             breakdown, lambda: _hashed(w.shape, w.dtype, j), lambda: jnp.zeros_like(w)
         )
         num_rows = jnp.where(breakdown, j + 1, 0)
-        fallback = _normalize(_project_out_cgs(fresh, state.basis, num_rows, block_size, 2))
+        fallback = _normalize(_project_out_cgs(fresh, state.basis, num_rows, block_size))
     else:
         fallback = jnp.zeros_like(w)
     q_next = jnp.where(breakdown, fallback, w / jnp.where(breakdown, 1.0, beta))
@@ -285,11 +291,12 @@ def lanczos_tridiag(
       v0: start vector (pytree); it is normalised here (a zero ``v0`` is replaced by a fixed
         pseudo-random vector).
       num_steps: ``m``, the number of matvecs and the size of ``T``; at most the dimension.
-      reortho: ``'full'`` — two classical Gram-Schmidt passes of every new vector against the
-        stored basis (orthonormal to working precision), summed over the filled blocks of
-        ``block_size`` rows only (``O(j·n)`` at step ``j``); ``'blocked'`` — one
-        block-Gram-Schmidt pass against the filled prefix, ``block_size`` vectors at a time
-        (``O(j·n)`` too, about half of ``'full'``'s re-orthogonalisation work);
+      reortho: ``'full'`` — a classical Gram-Schmidt pass of every new vector against the
+        stored basis, repeated when it cancelled more than ``1 − 1/√2`` of the vector's norm
+        (the DGKS criterion; orthonormal to working precision either way), summed over the
+        filled blocks of ``block_size`` rows only (``O(j·n)`` at step ``j``); ``'blocked'`` —
+        one block-Gram-Schmidt pass against the filled prefix, ``block_size`` vectors at a time
+        (``O(j·n)`` too, never repeated, so not guaranteed orthonormal to working precision);
         ``'none'`` — the bare three-term recurrence: Ritz values of converged eigenvalues repeat
         ("ghosts"), which spoils eigenvector counts but not quadrature, and needs only ``O(n)``
         memory when ``return_basis=False``.
@@ -308,7 +315,9 @@ def lanczos_tridiag(
     References:
       Lanczos, "An iteration method for the solution of the eigenvalue problem", 1950;
       Golub & Van Loan, Matrix Computations, §10.1; Giraud et al., "Rounding error analysis of the
-      classical Gram-Schmidt orthogonalization process" ("twice is enough"), 2005; the JAX
+      classical Gram-Schmidt orthogonalization process" ("twice is enough"), 2005; Daniel, Gragg,
+      Kaufman & Stewart, "Reorthogonalization and stable algorithms for updating the Gram-Schmidt
+      QR factorization", Math. Comp. 30 (1976) (when to repeat a pass); the JAX
       precedent is matfree's ``decomp.tridiag_sym`` (Krämer et al.,
       https://arxiv.org/abs/2405.17277).
 
