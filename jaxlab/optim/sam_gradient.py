@@ -42,12 +42,14 @@ def _perturbation(
     scale_flags: list[bool] | None = None,
     perturb_flags: list[bool] | None = None,
     eps=1e-12,
+    return_norm: bool = False,
 ):
     """The ascent step ε (a tree like ``params``, leaves in ≥ float32) for a perturbation rule.
 
     ``sam``: ε = ρ d/(‖d‖ + eps). ``asam``: ε = ρ T² d/(‖T d‖ + eps) with T = |w| + η on the
     leaves of ``scale_flags`` and T = 1 elsewhere. ``layerwise``: ε_l = ρ ‖w_l‖ d_l/(‖d_l‖ + eps)
     per leaf. Leaves outside ``perturb_flags`` get ε = 0 and do not enter the norms.
+    ``return_norm`` also returns ‖ε‖ (for ``sam`` from ‖d‖, without another pass over ε).
     """
     d, w = jax.tree.leaves(direction), jax.tree.leaves(params)
     n = len(w)
@@ -56,9 +58,12 @@ def _perturbation(
     d = [
         upcast(x) if f else jnp.zeros_like(upcast(x)) for x, f in zip(d, perturb_flags, strict=True)
     ]
+    e_norm = None
     if rule == "sam":
-        scale = rho / (tree_norm(d) + eps)
+        d_norm = tree_norm(d)
+        scale = rho / (d_norm + eps)
         e = [scale.astype(x.dtype) * x for x in d]
+        e_norm = scale * d_norm
     elif rule == "asam":
         t = [jnp.abs(upcast(p)) + eta if s else 1.0 for p, s in zip(w, scale_flags, strict=True)]
         td = [ti * x for x, ti in zip(d, t, strict=True)]
@@ -69,7 +74,10 @@ def _perturbation(
         e = [x.astype(y.dtype) for x, y in zip(e, d, strict=True)]
     else:
         raise ValueError(f"perturbation must be one of {PERTURBATIONS}, got perturbation={rule!r}")
-    return jax.tree.unflatten(jax.tree.structure(params), e)
+    e_tree = jax.tree.unflatten(jax.tree.structure(params), e)
+    if not return_norm:
+        return e_tree
+    return e_tree, tree_norm(e) if e_norm is None else e_norm
 
 
 def _add(params, e):

@@ -325,8 +325,8 @@ def sam(
             return out[0] if has_aux else out
 
         clean = loss_of(params) if value is None else value
-        g_norm = tree_norm(g) if diagnostics else 0.0
-        clean, g_norm = pmean((jnp.asarray(clean, dtype), jnp.asarray(g_norm, dtype)))
+        local_g_norm = tree_norm(g) if diagnostics else 0.0
+        clean, g_norm = pmean((jnp.asarray(clean, dtype), jnp.asarray(local_g_norm, dtype)))
         g_mean = pmean(g) if axis_name is not None and (sync_perturbation or fsam or looksam) else g
         ascent = g_mean if sync_perturbation else g
         grad_ema = state.grad_ema
@@ -334,7 +334,7 @@ def sam(
             ascent, grad_ema = _fsam_direction(ascent, grad_ema, g_mean, count == 0, sigma, lam)
 
         def perturbed_pass():
-            e = _perturbation(
+            e, e_norm = _perturbation(
                 ascent,
                 params,
                 rho_t,
@@ -343,11 +343,11 @@ def sam(
                 scale_flags=leaf_flags(adaptive_mask, params),
                 perturb_flags=leaf_flags(perturbation_mask, params),
                 eps=eps,
+                return_norm=True,
             )
             loss_p, g_p = jax.value_and_grad(loss_of)(_add(params, e))
             if diagnostics:
-                cos = _safe_div(tree_vdot(g, g_p), tree_norm(g) * tree_norm(g_p))
-                e_norm = tree_norm(e)
+                cos = _safe_div(tree_vdot(g, g_p), local_g_norm * tree_norm(g_p))
             else:
                 cos = e_norm = 0.0
             loss_p, cos, e_norm = pmean(tuple(jnp.asarray(x, dtype) for x in (loss_p, cos, e_norm)))

@@ -519,3 +519,24 @@ def test_bad_inner_and_missing_loss_fn():
     params = init_params()
     with pytest.raises(ValueError, match="loss_fn"):
         tx.update(params, tx.init(params), params)
+
+
+@pytest.mark.parametrize("perturbation", ["asam", "layerwise"])
+def test_perturbation_norm_diagnostic_of_the_other_rules(perturbation):
+    """‖ε‖ as reported equals the norm of the NumPy ε of the rule (SAM's is ρ, tested above)."""
+    a = jnp.asarray([3.0, 1.0, 0.5])
+    w = jnp.asarray([1.0, -2.0, 0.25])
+    rho, eta = 0.3, 0.01
+
+    def loss(p):
+        return 0.5 * jnp.sum(a * p**2)
+
+    tx = sam(optax.sgd(0.1), rho, perturbation=perturbation)
+    _, state = tx.update(jax.grad(loss)(w), tx.init(w), w, loss_fn=loss)
+    g, wn = np.asarray(a * w, np.float64), np.asarray(w, np.float64)
+    if perturbation == "asam":
+        t = np.abs(wn) + eta
+        e = rho * t**2 * g / np.linalg.norm(t * g)
+    else:
+        e = rho * np.linalg.norm(wn) * g / np.linalg.norm(g)
+    np.testing.assert_allclose(state.diagnostics.perturbation_norm, np.linalg.norm(e), rtol=1e-6)
