@@ -17,8 +17,9 @@ Combination rules (gradient given to ``inner``, with g_p = ∇L(w + ε)):
 
 - ``sam``: g_p.
 - ``gsam``: g_p − α g_⊥ with g_⊥ = g − ⟨g, ĝ_p⟩ ĝ_p (big_vision ``gsam_gradient``).
-- ``looksam``: at steps 0, k, 2k, ...: g_p, storing g_v = g_p − (⟨g, g_p⟩/‖g‖²) g; at the
-  other steps g + α (‖g‖/‖g_v‖) g_v (LookSAM, Algorithm 1, with global norms).
+- ``looksam``: at steps 0, k, 2k, ...: g_p, storing the unit ĝ_v of
+  g_v = g_p − (⟨g, g_p⟩/‖g‖²) g; at the other steps g + α‖g‖ ĝ_v = g + α (‖g‖/‖g_v‖) g_v
+  (LookSAM, Algorithm 1, with global norms).
 
 ρ may be a schedule of the outer step count (never reset); :func:`gsam_rho_schedule` makes
 GSAM's ρ_t ∝ lr_t. F-SAM's first step has no m yet and perturbs along g, as the official code.
@@ -120,15 +121,17 @@ def _gsam_direction(g, g_p, alpha):
     return jax.tree.map(lambda p, c: upcast(p) - alpha * (upcast(c) - coef * upcast(p)), g_p, g)
 
 
-def _orthogonal_part(g_s, g, like, keep):
-    """LookSAM's g_v = g_s − (⟨g, g_s⟩/‖g‖²) g in ``like``'s dtypes; 0 unless ``keep`` (ρ > 0),
-    so that ρ = 0 stores no rounding noise that the reuse step would scale up to α‖g‖."""
+def _orthogonal_direction(g_s, g, like, keep):
+    """LookSAM's unit direction g_v/‖g_v‖, g_v = g_s − (⟨g, g_s⟩/‖g‖²) g, in ``like``'s dtypes.
+
+    Stored normalised, so that the k − 1 reuse steps need no ‖g_v‖ pass; 0 if g_v = 0 or unless
+    ``keep`` (ρ > 0), so that ρ = 0 stores no rounding noise that the reuse step would scale up
+    to α‖g‖.
+    """
     coef = _safe_div(tree_vdot(g, g_s), tree_sq_norm(g))
-
-    def part(s, m, o):
-        return jnp.where(keep, upcast(s) - coef * upcast(m), 0).astype(o.dtype)
-
-    return jax.tree.map(part, g_s, g, like)
+    g_v = jax.tree.map(lambda s, m: upcast(s) - coef * upcast(m), g_s, g)
+    inv = jnp.where(keep, _safe_div(1.0, tree_norm(g_v)), 0.0)
+    return jax.tree.map(lambda v, o: (inv * v).astype(o.dtype), g_v, like)
 
 
 class SAMDiagnostics(NamedTuple):
@@ -154,7 +157,7 @@ class SAMState(NamedTuple):
     count: jax.Array  # int32 outer steps taken; drives ρ's schedule and LookSAM's period.
     inner_state: optax.OptState
     grad_ema: optax.Updates | None  # F-SAM's m_t in the params' dtype (else None).
-    ortho: optax.Updates | None  # LookSAM's g_v in the params' dtype (else None).
+    ortho: optax.Updates | None  # LookSAM's unit g_v/‖g_v‖ in the params' dtype (else None).
     diagnostics: SAMDiagnostics
 
 
@@ -359,17 +362,17 @@ def sam(
             def refresh(ortho):
                 g_p, diag = perturbed_pass()
                 g_s = pmean(g_p)
-                g_v = _orthogonal_part(g_s, g_mean, ortho, keep=rho_t > 0)
-                return jax.tree.map(upcast, g_s), g_v, diag
+                unit = _orthogonal_direction(g_s, g_mean, ortho, keep=rho_t > 0)
+                return jax.tree.map(upcast, g_s), unit, diag
 
-            def reuse(ortho):
-                scale = alpha * _safe_div(tree_norm(g_mean), tree_norm(ortho))
-                out = jax.tree.map(lambda m, v: upcast(m) + scale * upcast(v), g_mean, ortho)
+            def reuse(unit):
+                scale = alpha * tree_norm(g_mean)
+                out = jax.tree.map(lambda m, v: upcast(m) + scale * upcast(v), g_mean, unit)
                 last = state.diagnostics
                 diag = last._replace(
                     loss=clean, perturbed_loss=clean + last.sharpness, grad_norm=g_norm, rho=rho_t
                 )
-                return out, ortho, diag
+                return out, unit, diag
 
             out, ortho, diag = lax.cond(count % k == 0, refresh, reuse, state.ortho)
         else:
