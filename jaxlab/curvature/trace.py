@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 from jax.scipy.linalg import solve_triangular
 
-from jaxlab._tree import tree_accumulation_dtype, tree_vdot
+from jaxlab._tree import tree_vdot
 from jaxlab.curvature.operators import _resolve_mask, hessian_operator
 
 _PROBES = ("rademacher", "normal")
@@ -97,22 +97,14 @@ def _sample_probe(key, params_like, probe: str):
     one generator call whatever the number of leaves, which compiles several times faster on CPU
     than a threefry draw per leaf.
     """
-    leaves, treedef = jax.tree.flatten(params_like)
-    sizes = [math.prod(x.shape) for x in leaves]
-    n = sum(sizes)
+    n, dtype, _, unravel = _flattener(params_like)
     if probe == "rademacher":
         flat = _rademacher(key, (n,), jnp.int8)
     elif probe == "normal":
-        flat = jax.random.normal(key, (n,), tree_accumulation_dtype(params_like))
+        flat = jax.random.normal(key, (n,), dtype)
     else:
-        flat = jax.random.uniform(key, (n,), tree_accumulation_dtype(params_like), -1.0, 1.0)
-    offsets = [sum(sizes[:i]) for i in range(len(sizes))]
-    return treedef.unflatten(
-        [
-            flat[lo : lo + size].reshape(x.shape).astype(x.dtype)
-            for lo, size, x in zip(offsets, sizes, leaves, strict=True)
-        ]
-    )
+        flat = jax.random.uniform(key, (n,), dtype, -1.0, 1.0)
+    return unravel(flat)
 
 
 def _flat_probes(key, shape, probe: str, dtype):
