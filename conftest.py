@@ -7,18 +7,19 @@ Nothing in this file may run a JAX operation at import time.
 
 import os
 
-os.environ.setdefault("JAX_PLATFORMS", "cpu")
+os.environ.setdefault("JAX_PLATFORMS", "cpu")  # read when JAX is imported
 os.environ.setdefault("MPLBACKEND", "Agg")
-# On a loaded 2-core machine the 8 device threads of a collective can take longer to meet than
-# XLA:CPU's default rendezvous timeout, which aborts the process; allow them 20 minutes.
-_FLAGS = (
-    "--xla_force_host_platform_device_count=8"
-    " --xla_cpu_collective_timeout_seconds=1200"
-    " --xla_cpu_collective_call_terminate_timeout_seconds=1200"
-)
-if "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):
-    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + _FLAGS).strip()
 
-import jax  # noqa: E402
+from jaxlab.train.parallel import force_host_devices  # imports JAX, starts no backend
+
+if "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):
+    force_host_devices(8)  # also widens XLA:CPU's thread pool (collectives deadlock without)
+# A collective that still hangs aborts its worker after 5 minutes.
+os.environ["XLA_FLAGS"] += (
+    " --xla_cpu_collective_timeout_seconds=300"
+    " --xla_cpu_collective_call_terminate_timeout_seconds=300"
+)
+
+import jax
 
 jax.config.update("jax_numpy_rank_promotion", "raise")

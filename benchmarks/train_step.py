@@ -11,7 +11,6 @@ ResNet-18 width 64 and WRN-16-8 on 32×32×3 at batch 128, the GPU setting).
 """
 
 import argparse
-import os
 import sys
 import time
 
@@ -30,10 +29,9 @@ def _parse(argv):
 def main(argv=None) -> int:
     args = _parse(argv)
     if "jax" not in sys.modules and args.devices > 1:
-        os.environ["XLA_FLAGS"] = (
-            os.environ.get("XLA_FLAGS", "")
-            + f" --xla_force_host_platform_device_count={args.devices}"
-        )
+        from jaxlab.train.parallel import force_host_devices
+
+        force_host_devices(args.devices)
     import jax
     import jax.numpy as jnp
     import numpy as np

@@ -109,8 +109,9 @@ def main(argv=None) -> int:
     values = resolve(args, p)
     devices = values.get("devices", 1)
     if isinstance(devices, int) and devices > 1 and "jax" not in sys.modules:
-        flags = os.environ.get("XLA_FLAGS", "")
-        os.environ["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={devices}"
+        from jaxlab.train.parallel import force_host_devices
+
+        force_host_devices(devices)
 
     import jax
 

@@ -13,7 +13,7 @@ from jaxlab.train.loop import (
 )
 from jaxlab.train.monitor import sharpness_monitor
 from jaxlab.train.objectives import classification_objective
-from jaxlab.train.parallel import DataParallel
+from jaxlab.train.parallel import DataParallel, force_host_devices
 from jaxlab.train.state import TrainState
 from jaxlab.train.step import make_eval_step, make_train_step
 
@@ -27,6 +27,7 @@ __all__ = [
     "classification_objective",
     "evaluate",
     "fit",
+    "force_host_devices",
     "full_batch_descent",
     "make_eval_step",
     "make_train_step",

@@ -13,6 +13,7 @@ global batch (not exercised by the tests, which run one process).
 """
 
 import dataclasses
+import os
 from collections.abc import Callable
 
 import jax
@@ -21,6 +22,23 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 MODES = ("single", "pmap", "shard_map")
+
+
+def force_host_devices(num_devices: int) -> None:
+    """Make XLA:CPU expose ``num_devices`` devices; call before JAX's first operation.
+
+    Appends ``--xla_force_host_platform_device_count`` to ``XLA_FLAGS`` and, unless it is set,
+    sets ``PJRT_NPROC`` to twice the device count. XLA:CPU runs every launch and execution on
+    one pool of max(cores, PJRT_NPROC, devices) threads; on a machine with fewer cores than
+    devices that is exactly one collective's worth, and a collective whose last launch waits
+    behind queued single-device work then deadlocks until XLA's collective timeout aborts the
+    process (seen on 2 cores with 8 devices).
+    """
+    if isinstance(num_devices, bool) or not isinstance(num_devices, int) or num_devices < 1:
+        raise ValueError(f"num_devices must be a positive int, got {num_devices!r}")
+    flag = f"--xla_force_host_platform_device_count={num_devices}"
+    os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {flag}".strip()
+    os.environ.setdefault("PJRT_NPROC", str(2 * num_devices))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,9 +110,14 @@ class DataParallel:
         return jax.device_put(host, NamedSharding(self.mesh, P()))
 
     def get_state(self, state):
-        """One copy of a placed state (the first replica under pmap)."""
+        """One copy of a placed state: under pmap, the first replica copied to the host.
+
+        The copy is a transfer of device 0's buffers, not an ``x[0]`` per leaf: such slices are
+        one computation each, and on XLA:CPU enough of them queued behind a running step can
+        deadlock the next collective launch (its work runner has one thread per device).
+        """
         if self.mode == "pmap":
-            return jax.tree.map(lambda x: x[0], state)
+            return jax.tree.map(lambda x: np.asarray(x.addressable_data(0))[0], state)
         return state
 
     def put_batch(self, batch):

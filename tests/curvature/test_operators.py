@@ -257,13 +257,21 @@ def test_products_under_pmap_and_shard_map_equal_single_device(name):
         )
     )(params, batch, v)
     scale = np.abs(single).max()
-    for got in [ravel_pytree(jax.tree.map(lambda x, d=d: x[d], pm))[0] for d in range(8)]:
+    for got in device_rows(pm):
         np.testing.assert_allclose(got, single, atol=1e-5 * scale)
     np.testing.assert_allclose(ravel_pytree(sm)[0], single, atol=1e-5 * scale)
     # Without the mean, each device's product is that of its own shard, not the full batch.
     local = jax.pmap(product, in_axes=(None, 0, None))(params, sharded, v)
-    local0 = ravel_pytree(jax.tree.map(lambda x: x[0], local))[0]
-    assert np.abs(local0 - single).max() > 1e-3 * scale
+    assert np.abs(device_rows(local)[0] - single).max() > 1e-3 * scale
+
+
+def device_rows(tree):
+    """A pmap output's per-device values as flat host rows ``[devices, n]``.
+
+    Host copies, not ``x[d]`` slices: each slice is a computation, and on XLA:CPU enough of
+    them queued while a collective launches can deadlock it (see the root conftest).
+    """
+    return np.concatenate([np.asarray(x).reshape(x.shape[0], -1) for x in jax.tree.leaves(tree)], 1)
 
 
 def test_batchnorm_mode_is_what_the_loss_closes_over():

@@ -1,5 +1,9 @@
 """One device, pmap on 8 devices and jit(shard_map) run the same step to the same state."""
 
+import os
+import subprocess
+import sys
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -10,7 +14,7 @@ import pytest
 from jaxlab.optim import momo, sam
 from jaxlab.optim.sharpness_aware import SAMState
 from jaxlab.train.objectives import classification_objective
-from jaxlab.train.parallel import DataParallel
+from jaxlab.train.parallel import DataParallel, force_host_devices
 from jaxlab.train.state import TrainState
 from jaxlab.train.step import make_train_step
 
@@ -168,3 +172,19 @@ def test_bad_arguments():
         DataParallel("pmap", 100)
     with pytest.raises(TypeError, match="tx"):
         TrainState.create(params={}, tx=None, key=jax.random.PRNGKey(0))
+
+
+def test_force_host_devices_sets_the_device_count_and_the_thread_pool():
+    # A fresh interpreter: the flag and the pool size must be in place before JAX starts.
+    code = (
+        "from jaxlab.train import force_host_devices; force_host_devices(4); "
+        "import jax, os; print(jax.device_count(), os.environ['PJRT_NPROC'])"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "PJRT_NPROC")}
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.split() == ["4", "8"]
+    for bad in (0, 2.0, True):
+        with pytest.raises(ValueError, match="num_devices"):
+            force_host_devices(bad)
