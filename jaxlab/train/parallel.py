@@ -29,13 +29,16 @@ def force_host_devices(num_devices: int) -> None:
 
     Appends ``--xla_force_host_platform_device_count`` to ``XLA_FLAGS`` and, unless it is set,
     sets ``PJRT_NPROC`` to twice the device count. XLA:CPU runs every launch and execution on
-    one pool of max(cores, PJRT_NPROC, devices) threads; on a machine with fewer cores than
-    devices that is exactly one collective's worth, and a collective whose last launch waits
-    behind queued single-device work then deadlocks until XLA's collective timeout aborts the
-    process (seen on 2 cores with 8 devices).
+    one pool of max(PJRT_NPROC or cores, devices) threads. With fewer cores than devices that is
+    exactly one collective's worth: a collective's last per-device launch can then wait for an
+    in-flight slot of its device held by queued single-device work (``x[d]`` slices of a pmap
+    output, say) that no free thread will run, while the other devices wait in the all-reduce
+    until XLA's collective timeout aborts the process (seen on 2 cores with 8 devices).
     """
-    if isinstance(num_devices, bool) or not isinstance(num_devices, int) or num_devices < 1:
-        raise ValueError(f"num_devices must be a positive int, got {num_devices!r}")
+    if isinstance(num_devices, bool) or not isinstance(num_devices, int):
+        raise TypeError(f"num_devices must be an int, got {num_devices!r}")
+    if num_devices < 1:
+        raise ValueError(f"num_devices must be >= 1, got {num_devices}")
     flag = f"--xla_force_host_platform_device_count={num_devices}"
     os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {flag}".strip()
     os.environ.setdefault("PJRT_NPROC", str(2 * num_devices))
@@ -112,9 +115,9 @@ class DataParallel:
     def get_state(self, state):
         """One copy of a placed state: under pmap, the first replica copied to the host.
 
-        The copy is a transfer of device 0's buffers, not an ``x[0]`` per leaf: such slices are
-        one computation each, and on XLA:CPU enough of them queued behind a running step can
-        deadlock the next collective launch (its work runner has one thread per device).
+        The copy is a transfer of device 0's buffers, not an ``x[0]`` per leaf: each slice is a
+        computation, and on a CPU with few cores enough of them queued behind a running step
+        can deadlock the next collective launch (see :func:`force_host_devices`).
         """
         if self.mode == "pmap":
             return jax.tree.map(lambda x: np.asarray(x.addressable_data(0))[0], state)

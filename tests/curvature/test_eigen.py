@@ -248,7 +248,7 @@ def test_top_eigenvalues_equal_single_device_under_pmap_and_shard_map():
             per_device, mesh=_mesh(), in_specs=(P(), P("i")), out_specs=P(), check_vma=False
         )
     )(params, batch)
-    pm = jax.device_get(pm)  # host copies, not per-device slices (see the root conftest)
+    pm = jax.device_get(pm)  # host copies, not per-device slices (see force_host_devices)
     for got in [jax.tree.map(lambda x, d=d: x[d], pm) for d in (0, 7)] + [sm]:
         np.testing.assert_allclose(got.eigenvalues, single.eigenvalues, rtol=1e-5)
         overlap = np.abs(np.sum(flat_rows(got.eigenvectors) * flat_rows(single.eigenvectors), 1))

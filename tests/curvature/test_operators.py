@@ -269,7 +269,7 @@ def device_rows(tree):
     """A pmap output's per-device values as flat host rows ``[devices, n]``.
 
     Host copies, not ``x[d]`` slices: each slice is a computation, and on XLA:CPU enough of
-    them queued while a collective launches can deadlock it (see the root conftest).
+    them queued while a collective launches can deadlock it (see force_host_devices).
     """
     return np.concatenate([np.asarray(x).reshape(x.shape[0], -1) for x in jax.tree.leaves(tree)], 1)
 

@@ -185,6 +185,8 @@ def test_force_host_devices_sets_the_device_count_and_the_thread_pool():
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
     )
     assert out.stdout.split() == ["4", "8"]
-    for bad in (0, 2.0, True):
-        with pytest.raises(ValueError, match="num_devices"):
+    with pytest.raises(ValueError, match="num_devices"):
+        force_host_devices(0)
+    for bad in (2.0, True):
+        with pytest.raises(TypeError, match="num_devices"):
             force_host_devices(bad)
