@@ -65,6 +65,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int)
     p.add_argument("--batch-size", type=int)
     p.add_argument("--seed", type=int)
+    p.add_argument("--data-seed", type=int, help="the loader's split/generation seed")
     p.add_argument("--devices", type=_devices, help="N forced CPU devices, or 'all'")
     p.add_argument("--parallel", choices=["pmap", "shard_map"])
     p.add_argument("--log-every", type=int)

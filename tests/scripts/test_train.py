@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from jaxlab.train import read_metrics
@@ -51,6 +52,7 @@ def test_run_writes_metrics_checkpoints_and_result(tmp_path):
         ["--learning-rate", "-1"],
         ["--batch-size", "30", "--devices", "4"],
         ["--label-noise", "1.5"],
+        ["--dataset", "fashion_mnist", "--data-seed", "1"],
     ],
 )
 def test_bad_flags_exit_2(flags, tmp_path, capsys):
@@ -153,3 +155,19 @@ def test_sigkill_and_resume_logs_the_same_metrics(tmp_path):
     resumed = read_metrics(metrics)
     assert any(r.get("event") == "resume" and r["step"] >= 20 for r in resumed)
     assert _by_step(resumed) == _by_step(read_metrics(tmp_path / "full" / "metrics.jsonl"))
+
+
+def test_data_seed_moves_the_split_and_seed_does_not():
+    from jaxlab.data import load_digits
+    from jaxlab.train.experiment import ExperimentConfig, load_experiment_data
+
+    def test_labels(**kwargs):
+        return load_experiment_data(ExperimentConfig(**kwargs)).y_test
+
+    default = test_labels()
+    np.testing.assert_array_equal(default, load_digits(seed=0).y_test)  # the loader's default
+    np.testing.assert_array_equal(test_labels(seed=3), default)
+    np.testing.assert_array_equal(test_labels(data_seed=1), load_digits(seed=1).y_test)
+    assert not np.array_equal(test_labels(data_seed=1), default)
+    with pytest.raises(ValueError, match="data_seed"):
+        ExperimentConfig(data_seed="1")
