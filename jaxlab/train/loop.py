@@ -163,7 +163,14 @@ def fit(
     Raises:
       NonFiniteLossError: the loss became non-finite (no checkpoint of the bad state is saved).
       FileExistsError: ``workdir`` has a previous run and ``resume`` is False.
+      NotImplementedError: with several JAX processes (its batches, metrics file and
+        checkpoints are one process's); drive :class:`DataParallel` directly there.
     """
+    if jax.process_count() > 1:
+        raise NotImplementedError(
+            f"fit runs in one process, got jax.process_count()={jax.process_count()}; across "
+            "processes place batches with DataParallel.put_batch and call the compiled step"
+        )
     os.makedirs(workdir, exist_ok=True)
     metrics_path = os.path.join(workdir, "metrics.jsonl")
     checkpoint_dir = os.path.join(workdir, "checkpoints")

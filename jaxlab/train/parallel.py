@@ -7,9 +7,12 @@ devices and compiles the step once. All three modes run the *same* step body (wr
 with ``check_vma=True`` a replicated parameter's gradient would arrive already psum-ed and the
 step's ``pmean`` would not undo it (gradients n times too large, no error).
 
-Across several hosts (JAX's multi-controller runtime, after ``jax.distributed.initialize()``),
-``shard_map`` spans all devices of all processes; each process then feeds its own slice of the
-global batch (not exercised by the tests, which run one process).
+Across several processes (JAX's multi-controller runtime, after ``jax.distributed.initialize()``)
+only ``"shard_map"`` over all ``jax.device_count()`` devices is offered: every process builds
+the same state, feeds its own slice of the global batch to :meth:`DataParallel.put_batch`
+(process ``p`` the ``p``-th of ``jax.process_count()`` equal slices), and gets its local copy
+of the replicated state back from :meth:`DataParallel.get_state`. Tested with two CPU processes
+of four devices each (gloo collectives) against one device.
 """
 
 import dataclasses
@@ -71,6 +74,11 @@ class DataParallel:
             object.__setattr__(self, "axis_name", None)
         elif not self.axis_name:
             raise ValueError(f"mode={self.mode!r} needs an axis_name")
+        if jax.process_count() > 1 and (self.mode != "shard_map" or self.num_devices != available):
+            raise ValueError(
+                f"with {jax.process_count()} processes use mode='shard_map' over all "
+                f"{available} devices, got mode={self.mode!r}, num_devices={self.num_devices}"
+            )
 
     @property
     def devices(self):
@@ -121,11 +129,17 @@ class DataParallel:
         """
         if self.mode == "pmap":
             return jax.tree.map(lambda x: np.asarray(x.addressable_data(0))[0], state)
+        if jax.process_count() > 1:  # the local copy of a replicated global array
+            return jax.tree.map(lambda x: np.asarray(x.addressable_data(0)), state)
         return state
 
     def put_batch(self, batch):
-        """Place a host batch whose leaves have a leading axis divisible by ``num_devices``."""
-        n = self.num_devices
+        """Place this process's host batch, split over its devices along the leading axis.
+
+        With one process that is the whole batch; with several, this process's slice of the
+        global batch. The leading axis must divide evenly over the process's devices.
+        """
+        n = self.num_devices // jax.process_count()
         for leaf in jax.tree.leaves(batch):
             if leaf.shape[0] % n:
                 raise ValueError(f"batch size {leaf.shape[0]} is not divisible by {n} devices")
@@ -133,7 +147,10 @@ class DataParallel:
             return jax.device_put(batch, self.devices[0])
         if self.mode == "pmap":
             batch = jax.tree.map(lambda x: np.reshape(x, (n, x.shape[0] // n, *x.shape[1:])), batch)
-        return jax.device_put(batch, NamedSharding(self.mesh, P(self.axis_name)))
+        sharding = NamedSharding(self.mesh, P(self.axis_name))
+        if jax.process_count() == 1:
+            return jax.device_put(batch, sharding)  # the same placement, 1.5x less overhead
+        return jax.tree.map(lambda x: jax.make_array_from_process_local_data(sharding, x), batch)
 
     def get_output(self, outputs):
         """Host copy of replicated step outputs (metrics)."""

@@ -1,6 +1,7 @@
 """One device, pmap on 8 devices and jit(shard_map) run the same step to the same state."""
 
 import os
+import socket
 import subprocess
 import sys
 
@@ -57,7 +58,7 @@ def _run(parallel, tx, *, batch_norm=False, data=None, **step_kwargs):
     return jax.device_get(parallel.get_state(state)), losses
 
 
-MODES = [DataParallel("pmap", N), DataParallel("shard_map", N)]
+MODES = ("pmap", "shard_map")  # built inside the tests: the worker imports this module
 
 
 def _comparable(state):
@@ -89,8 +90,9 @@ CASES = {
 
 
 @pytest.mark.parametrize("name", CASES)
-@pytest.mark.parametrize("parallel", MODES, ids=lambda p: p.mode)
-def test_parallel_equals_one_device(name, parallel):
+@pytest.mark.parametrize("mode", MODES)
+def test_parallel_equals_one_device(name, mode):
+    parallel = DataParallel(mode, N)
     make_tx, kwargs = CASES[name]
     if kwargs.get("sam_sync"):
         single_kwargs = {"sam_rho": kwargs["sam_rho"]}  # one device: the only ε is the global one
@@ -100,8 +102,9 @@ def test_parallel_equals_one_device(name, parallel):
     _assert_same(single, _run(parallel, make_tx(parallel.axis_name), **kwargs))
 
 
-@pytest.mark.parametrize("parallel", MODES, ids=lambda p: p.mode)
-def test_per_device_sam_equals_grouped_sam_on_one_device(parallel):
+@pytest.mark.parametrize("mode", MODES)
+def test_per_device_sam_equals_grouped_sam_on_one_device(mode):
+    parallel = DataParallel(mode, N)
     # m-sharpness with m = the per-device batch: one device perturbs per group of 32/8 examples.
     single = _run(DataParallel(), optax.sgd(0.1), sam_rho=0.1, sam_group_size=32 // N)
     _assert_same(single, _run(parallel, optax.sgd(0.1), sam_rho=0.1))
@@ -109,8 +112,9 @@ def test_per_device_sam_equals_grouped_sam_on_one_device(parallel):
     assert not np.allclose(synced[1], single[1], rtol=1e-6)  # the two SAM modes really differ
 
 
-@pytest.mark.parametrize("parallel", MODES, ids=lambda p: p.mode)
-def test_batch_norm_model(parallel):
+@pytest.mark.parametrize("mode", MODES)
+def test_batch_norm_model(mode):
+    parallel = DataParallel(mode, N)
     single = _run(DataParallel(), optax.sgd(0.1, momentum=0.9), batch_norm=True)
     _assert_same(single, _run(parallel, optax.sgd(0.1, momentum=0.9), batch_norm=True))
     stats = single[0].model_state["batch_stats"]
@@ -148,7 +152,7 @@ def test_nonfinite_loss_freezes_state():
     data = _data(steps=4)
     data[1]["x"][0, 0] = np.nan
     good, _ = _run(DataParallel(), optax.sgd(0.1), data=data[:1])
-    for parallel in [DataParallel(), *MODES]:
+    for parallel in [DataParallel(), *(DataParallel(mode, N) for mode in MODES)]:
         state, losses = _run(parallel, optax.sgd(0.1), data=data)
         assert np.isnan(losses[1]) and int(state.nonfinite_step) == 1
         assert int(state.step) == 4  # the step counter runs on; nothing else moves
@@ -190,3 +194,45 @@ def test_force_host_devices_sets_the_device_count_and_the_thread_pool():
     for bad in (2.0, True):
         with pytest.raises(TypeError, match="num_devices"):
             force_host_devices(bad)
+
+
+def _free_port():
+    with socket.socket() as sock:
+        sock.bind(("localhost", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.parametrize("name", ["sgd_momentum", "sam_transform_synced"])
+def test_two_processes_equal_one_device(name, tmp_path):
+    # JAX's multi-controller runtime on one machine: 2 processes x 4 CPU devices, each feeding
+    # its half of every batch, against one device on the whole batch.
+    env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "PJRT_NPROC")}
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    port, outs = _free_port(), [tmp_path / f"{p}.npz" for p in range(2)]
+    module = "tests.train.multiprocess_worker"
+    workers = [
+        subprocess.Popen(
+            [sys.executable, "-m", module, str(p), str(port), name, str(outs[p])],
+            **dict(cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True),
+        )
+        for p in range(2)
+    ]
+    try:
+        for worker in workers:
+            output, _ = worker.communicate(timeout=300)
+            assert worker.returncode == 0, output[-3000:]
+    finally:
+        for worker in workers:
+            worker.kill()
+            worker.communicate()
+    make_tx, kwargs = CASES[name]
+    if kwargs.get("sam_sync"):
+        kwargs = {"sam_rho": kwargs["sam_rho"]}
+    state, losses = _run(DataParallel(), make_tx(None), **kwargs)
+    expected = jax.tree.leaves(_comparable(state))
+    for out in outs:
+        got = np.load(out)
+        np.testing.assert_allclose(got["losses"], losses, rtol=1e-5, atol=1e-5)
+        leaves = [got[f"leaf{i}"] for i in range(len(expected))]
+        for x, y in zip(leaves, expected, strict=True):
+            np.testing.assert_allclose(x, y, rtol=1e-4, atol=1e-5)
