@@ -121,9 +121,10 @@ class DataParallel:
         return jax.device_put(host, NamedSharding(self.mesh, P()))
 
     def get_state(self, state):
-        """One copy of a placed state: under pmap, the first replica copied to the host.
+        """One copy of a placed state: the state itself, or a host copy of device 0's replica
+        under pmap and of this process's replica with several processes.
 
-        The copy is a transfer of device 0's buffers, not an ``x[0]`` per leaf: each slice is a
+        The pmap copy is a transfer of device 0's buffers, not an ``x[0]`` per leaf: each slice is a
         computation, and on a CPU with few cores enough of them queued behind a running step
         can deadlock the next collective launch (see :func:`force_host_devices`).
         """
