@@ -161,13 +161,13 @@ def test_data_seed_moves_the_split_and_seed_does_not():
     from jaxlab.data import load_digits
     from jaxlab.train.experiment import ExperimentConfig, load_experiment_data
 
-    def test_labels(**kwargs):
+    def held_out_labels(**kwargs):
         return load_experiment_data(ExperimentConfig(**kwargs)).y_test
 
-    default = test_labels()
+    default = held_out_labels()
     np.testing.assert_array_equal(default, load_digits(seed=0).y_test)  # the loader's default
-    np.testing.assert_array_equal(test_labels(seed=3), default)
-    np.testing.assert_array_equal(test_labels(data_seed=1), load_digits(seed=1).y_test)
-    assert not np.array_equal(test_labels(data_seed=1), default)
+    np.testing.assert_array_equal(held_out_labels(seed=3), default)
+    np.testing.assert_array_equal(held_out_labels(data_seed=1), load_digits(seed=1).y_test)
+    assert not np.array_equal(held_out_labels(data_seed=1), default)
     with pytest.raises(ValueError, match="data_seed"):
         ExperimentConfig(data_seed="1")

@@ -89,17 +89,20 @@ CASES = {
 }
 
 
+def _one_device(name):
+    """``CASES[name]`` on one device, the reference of the parallel runs."""
+    make_tx, kwargs = CASES[name]
+    if kwargs.get("sam_sync"):
+        kwargs = {"sam_rho": kwargs["sam_rho"]}  # one device: the only ε is the global one
+    return _run(DataParallel(), make_tx(None), **kwargs)
+
+
 @pytest.mark.parametrize("name", CASES)
 @pytest.mark.parametrize("mode", MODES)
 def test_parallel_equals_one_device(name, mode):
     parallel = DataParallel(mode, N)
     make_tx, kwargs = CASES[name]
-    if kwargs.get("sam_sync"):
-        single_kwargs = {"sam_rho": kwargs["sam_rho"]}  # one device: the only ε is the global one
-    else:
-        single_kwargs = kwargs
-    single = _run(DataParallel(), make_tx(None), **single_kwargs)
-    _assert_same(single, _run(parallel, make_tx(parallel.axis_name), **kwargs))
+    _assert_same(_one_device(name), _run(parallel, make_tx(parallel.axis_name), **kwargs))
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -178,15 +181,23 @@ def test_bad_arguments():
         TrainState.create(params={}, tx=None, key=jax.random.PRNGKey(0))
 
 
+def _unforced_env():
+    """This process's environment without the forced devices, for a fresh interpreter."""
+    return {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "PJRT_NPROC")}
+
+
 def test_force_host_devices_sets_the_device_count_and_the_thread_pool():
     # A fresh interpreter: the flag and the pool size must be in place before JAX starts.
     code = (
         "from jaxlab.train import force_host_devices; force_host_devices(4); "
         "import jax, os; print(jax.device_count(), os.environ['PJRT_NPROC'])"
     )
-    env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "PJRT_NPROC")}
     out = subprocess.run(
-        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+        [sys.executable, "-c", code],
+        env=_unforced_env(),
+        capture_output=True,
+        text=True,
+        check=True,
     )
     assert out.stdout.split() == ["4", "8"]
     with pytest.raises(ValueError, match="num_devices"):
@@ -206,14 +217,16 @@ def _free_port():
 def test_two_processes_equal_one_device(name, tmp_path):
     # JAX's multi-controller runtime on one machine: 2 processes x 4 CPU devices, each feeding
     # its half of every batch, against one device on the whole batch.
-    env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "PJRT_NPROC")}
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     port, outs = _free_port(), [tmp_path / f"{p}.npz" for p in range(2)]
     module = "tests.train.multiprocess_worker"
+    pipes = dict(stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     workers = [
         subprocess.Popen(
             [sys.executable, "-m", module, str(p), str(port), name, str(outs[p])],
-            **dict(cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True),
+            cwd=root,
+            env=_unforced_env(),
+            **pipes,
         )
         for p in range(2)
     ]
@@ -225,10 +238,7 @@ def test_two_processes_equal_one_device(name, tmp_path):
         for worker in workers:
             worker.kill()
             worker.communicate()
-    make_tx, kwargs = CASES[name]
-    if kwargs.get("sam_sync"):
-        kwargs = {"sam_rho": kwargs["sam_rho"]}
-    state, losses = _run(DataParallel(), make_tx(None), **kwargs)
+    state, losses = _one_device(name)
     expected = jax.tree.leaves(_comparable(state))
     for out in outs:
         got = np.load(out)
